@@ -1,0 +1,3 @@
+"""pixelwise: semantic segmentation on TensorFlow 2 / Keras 3."""
+
+__version__ = "0.1.0"

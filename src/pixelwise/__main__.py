@@ -1,0 +1,3 @@
+from pixelwise.cli import main
+
+main()
