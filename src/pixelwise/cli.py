@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from pixelwise import __version__
@@ -16,6 +18,72 @@ def cli() -> None:
 @cli.group()
 def data() -> None:
     """Get, check, convert and prepare datasets in the VOC layout."""
+
+
+@data.group("download")
+def data_download() -> None:
+    """Download, verify and extract a dataset."""
+
+
+@data_download.command("voc2012")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the tar and VOCdevkit/VOC2012.")
+@click.option("--url", default=None, help="Download from here instead of the official URL.")
+@click.option("--md5", default=None, help="Expected MD5 of the tar (default: the official one).")
+@click.option("--from", "from_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Use this tar (copied in by hand) instead of downloading.")
+def data_download_voc2012(dest: Path, url: str | None, md5: str | None,
+                          from_file: Path | None) -> None:
+    """Get PASCAL VOC 2012 trainval into DEST (resumes; verifies the MD5; extracts safely)."""
+    from pixelwise.data import download
+
+    try:
+        voc_dir = download.download_voc2012(
+            dest, url=url or download.VOC2012_URL, md5=md5 or download.VOC2012_MD5,
+            from_file=from_file)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(voc_dir)
+
+
+@data.command("check")
+@click.argument("root", type=click.Path(exists=True, path_type=Path))
+@click.option("--split", required=True,
+              help="train, val, test, val-full, trainval, train_aug, or a list file.")
+@click.option("--seed", default=None, type=int, help="Seed of the val/test halves.")
+@click.option("--max-problems", default=100, show_default=True,
+              help="Problem lines to print (0: all).")
+def data_check(root: Path, split: str, seed: int | None, max_problems: int) -> None:
+    """Check every image/annotation pair of a split; exit 1 on problems."""
+    from pixelwise.data.check import check_dataset
+    from pixelwise.data.voc import DEFAULT_SPLIT_SEED
+
+    try:
+        report = check_dataset(root, split, DEFAULT_SPLIT_SEED if seed is None else seed,
+                               progress=True)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(report.format(max_problems=max_problems or None))
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@data.command("import-rgb-masks")
+@click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--spec", "spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="pixelwise_dataset.json with the class colours (default: VOC).")
+def data_import_rgb_masks(src: Path, dest: Path, spec_file: Path | None) -> None:
+    """Convert the RGB mask PNGs in SRC to palette PNGs of class indices in DEST."""
+    from pixelwise.data.rgb_masks import import_rgb_masks
+    from pixelwise.data.spec import DatasetSpec
+
+    try:
+        spec = DatasetSpec.load(spec_file) if spec_file else DatasetSpec.voc()
+        written = import_rgb_masks(src, dest, spec)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"wrote {len(written)} palette PNG(s) to {dest}")
 
 
 def main() -> None:
