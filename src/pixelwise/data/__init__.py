@@ -1,0 +1,1 @@
+"""Datasets: VOC layout, palettes, records, the tf.data pipeline, synthetic data."""

@@ -1,0 +1,155 @@
+"""The VOC 2012 folder layout, and the splits read from its list files.
+
+A dataset in this layout (VOC itself, the synthetic set, or a user's own):
+
+    ROOT/JPEGImages/NAME.jpg
+    ROOT/SegmentationClass/NAME.png          palette or single-channel class indices
+    ROOT/ImageSets/Segmentation/SPLIT.txt    one NAME per line
+    ROOT/pixelwise_dataset.json              optional: class names, colours, ignore label
+
+Splits: ``train``; ``val`` and ``test``, the two halves of val.txt after a seeded
+shuffle (the textbook's protocol); ``val-full``, all of val.txt (the VOC benchmark);
+``trainval``; ``train_aug`` (the SBD-augmented list, labels in SegmentationClassAug);
+or the path of any list file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pixelwise.data.spec import DatasetSpec, spec_for
+
+DEFAULT_SPLIT_SEED = 0
+SPLITS = ("train", "val", "test", "val-full", "trainval", "train_aug")
+IMAGE_DIR = "JPEGImages"
+LABEL_DIR = "SegmentationClass"
+AUG_LABEL_DIR = "SegmentationClassAug"
+SETS_DIR = Path("ImageSets") / "Segmentation"
+AUG_SETS_DIR = Path("ImageSets") / "SegmentationAug"
+
+
+@dataclass(frozen=True)
+class Example:
+    name: str
+    image_path: Path
+    label_path: Path
+
+
+@dataclass(frozen=True)
+class VOCLayout:
+    """A dataset folder in the VOC 2012 layout (the folder that holds JPEGImages)."""
+
+    root: Path
+
+    @property
+    def image_dir(self) -> Path:
+        return self.root / IMAGE_DIR
+
+    @property
+    def label_dir(self) -> Path:
+        return self.root / LABEL_DIR
+
+    @property
+    def sets_dir(self) -> Path:
+        return self.root / SETS_DIR
+
+    @property
+    def spec(self) -> DatasetSpec:
+        return spec_for(self.root)
+
+    def list_file(self, split: str) -> Path:
+        """The list file behind a split name (or the split itself when it is a path)."""
+        if split in ("val", "test", "val-full"):
+            return self.sets_dir / "val.txt"
+        if split == "train_aug":
+            return self.root / AUG_SETS_DIR / "train_aug.txt"
+        if split in SPLITS:
+            return self.sets_dir / f"{split}.txt"
+        path = Path(split)
+        if path.suffix == ".txt" or path.exists():
+            return path
+        raise ValueError(f"unknown split {split!r}: use one of {', '.join(SPLITS)} "
+                         f"or the path of a list file")
+
+    def label_dir_for(self, split: str) -> Path:
+        return self.root / AUG_LABEL_DIR if split == "train_aug" else self.label_dir
+
+    def split_names(self, split: str, seed: int = DEFAULT_SPLIT_SEED) -> list[str]:
+        """The image names of a split, in list order (val/test: seeded-shuffle order)."""
+        list_file = self.list_file(split)
+        if not list_file.is_file():
+            hint = (" (train_aug needs the SBD list and SegmentationClassAug labels)"
+                    if split == "train_aug" else "")
+            raise FileNotFoundError(f"{list_file}: split list for {split!r} not found{hint}")
+        names = read_list(list_file)
+        if split in ("val", "test"):
+            val_names, test_names = halve(names, seed)
+            return val_names if split == "val" else test_names
+        return names
+
+    def examples(self, split: str, seed: int = DEFAULT_SPLIT_SEED,
+                 must_exist: bool = True) -> list[Example]:
+        """(name, image path, label path) for every name of a split.
+
+        With ``must_exist`` a split that names missing files raises one error that
+        lists them (the first twenty, and how many in all).
+        """
+        label_dir = self.label_dir_for(split)
+        examples = [Example(name, self.image_dir / f"{name}.jpg", label_dir / f"{name}.png")
+                    for name in self.split_names(split, seed)]
+        if must_exist:
+            missing = [str(path) for example in examples
+                       for path in (example.image_path, example.label_path) if not path.is_file()]
+            if missing:
+                shown = "\n  ".join(missing[:20])
+                more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
+                raise FileNotFoundError(
+                    f"split {split!r} of {self.root}: {len(missing)} listed file(s) missing:"
+                    f"\n  {shown}{more}")
+        return examples
+
+
+def read_list(list_file: Path) -> list[str]:
+    """Names from a list file: one per line, first column, blank lines skipped."""
+    names = []
+    for line in Path(list_file).read_text().splitlines():
+        fields = line.split()
+        if fields:
+            # SBD-style lists may hold paths ("/JPEGImages/NAME.jpg /Segm.../NAME.png").
+            names.append(Path(fields[0]).stem)
+    return names
+
+
+def halve(names: list[str], seed: int = DEFAULT_SPLIT_SEED) -> tuple[list[str], list[str]]:
+    """Split a list into two disjoint halves after a seeded shuffle (first half the larger)."""
+    order = np.random.default_rng(seed).permutation(len(names))
+    shuffled = [names[i] for i in order]
+    middle = (len(shuffled) + 1) // 2
+    return shuffled[:middle], shuffled[middle:]
+
+
+def find_voc_root(path: str | Path) -> VOCLayout:
+    """Accept VOC2012 itself, VOCdevkit, or a folder holding VOCdevkit; name what is missing."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_file():
+        if path.name.endswith((".tar", ".tar.gz", ".tgz")):
+            from pixelwise.data.download import extract_beside
+
+            return find_voc_root(extract_beside(path))
+        raise ValueError(f"{path}: expected a dataset folder or a VOC tar, got a file")
+    for candidate in (path, path / "VOC2012", path / "VOCdevkit" / "VOC2012"):
+        if (candidate / IMAGE_DIR).is_dir() or (candidate / SETS_DIR).is_dir():
+            missing = [str(candidate / sub) for sub in (IMAGE_DIR, LABEL_DIR, SETS_DIR)
+                       if not (candidate / sub).is_dir()]
+            if missing:
+                raise FileNotFoundError(f"{candidate}: not a complete VOC-layout dataset; "
+                                        f"missing folder(s): {', '.join(missing)}")
+            return VOCLayout(candidate)
+    raise FileNotFoundError(
+        f"{path}: no VOC-layout dataset here; expected {IMAGE_DIR}/, {LABEL_DIR}/ and "
+        f"{SETS_DIR}/ in it, or in VOC2012/ or VOCdevkit/VOC2012/ below it")
