@@ -83,3 +83,13 @@ def test_spec_round_trip_and_errors(tmp_path):
         DatasetSpec.load(tmp_path / "bad.json")
     with pytest.raises(ValueError, match="collides"):
         DatasetSpec(("a", "b"), ((0, 0, 0), (1, 1, 1)), ignore_label=1)
+
+
+def test_named_list_in_sets_folder_is_a_split(voc_samples):
+    from pixelwise.data.voc import find_voc_root
+
+    layout = find_voc_root(voc_samples)
+    assert [e.name for e in layout.examples("samples")] == [
+        "2007_000032", "2007_000033", "2007_000042", "2007_000663"]
+    with pytest.raises(ValueError, match="unknown split 'nope'"):
+        layout.split_names("nope")

@@ -71,8 +71,10 @@ class VOCLayout:
         path = Path(split)
         if path.suffix == ".txt" or path.exists():
             return path
-        raise ValueError(f"unknown split {split!r}: use one of {', '.join(SPLITS)} "
-                         f"or the path of a list file")
+        if (self.sets_dir / f"{split}.txt").is_file():  # any other list in the sets folder
+            return self.sets_dir / f"{split}.txt"
+        raise ValueError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}, "
+                         f"the name of a list in {self.sets_dir}, or the path of a list file")
 
     def label_dir_for(self, split: str) -> Path:
         return self.root / AUG_LABEL_DIR if split == "train_aug" else self.label_dir
