@@ -1,0 +1,386 @@
+"""Segmentation losses over logits ``[B, H, W, C]`` and class-index labels ``[B, H, W]``.
+
+Every loss here is first a value per image; the Keras reduction then averages those
+values over the batch (``sample_weight``, if given, weighs images). Within an image,
+pixels whose label is not a class (the ignore label 255, or any value outside
+``0..num_classes-1``) are left out of both the sum and the count, whatever logits
+they carry: their logits are replaced by zeros before any arithmetic, so even
+infinite or NaN logits there change neither the value nor the gradient. An image
+without a single labelled pixel has a loss of 0 (and still counts in the batch mean).
+
+Names for :func:`build_loss` (``LOSS_NAMES``):
+
+- ``"ce"``: cross-entropy from logits, the mean over the labelled pixels.
+- ``"weighted_ce"``: each labelled pixel's cross-entropy times its class's weight,
+  summed and divided by the number of labelled pixels. By default the weights come
+  from the image itself (the textbook's scheme): with ``n`` labelled pixels of which
+  ``n_c`` are of class ``c``, ``w_c = (n - n_c) / n``. So rare classes weigh more, and an
+  image of a single class weighs nothing. ``class_weights`` (one float per class,
+  e.g. :func:`median_frequency_weights` of the training set) replace them.
+- ``"dice"``: soft Dice over the softmax with the same pixel weights
+  ``w_i``, one score over all pixels and classes of an image,
+  ``1 - (2 * sum_i w_i sum_c p_ic t_ic + smooth) / (sum_i w_i sum_c (p_ic + t_ic) + smooth)``
+  with ``p`` the softmax, ``t`` the one-hot labels, ignored pixels in neither.
+- ``"ce_dice"`` (the default): ``weighted_ce + dice_weight * dice``, sharing weights.
+- ``"focal"``: focal loss (Lin et al. 2017), ``-alpha_t (1 - p_t)^gamma log p_t``
+  averaged over the labelled pixels; ``alpha`` is None, one float, or one per class.
+
+Plain (unweighted) Dice or Dice + CE: pass ``class_weights=[1.0] * num_classes``.
+
+All arithmetic is float32 whatever the logits' dtype (float16 / bfloat16 under mixed
+precision are cast first). Written with ``keras.ops`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import keras
+import numpy as np
+from keras import ops
+
+from pixelwise.data.spec import IGNORE_LABEL
+
+LOSS_NAMES = ("ce", "weighted_ce", "dice", "ce_dice", "focal")
+DEFAULT_LOSS = "ce_dice"
+
+# (1 - p_t) is floored here in the focal loss so that its power stays differentiable
+# at p_t == 1 for any gamma >= 0; the effect on the value is below float32 resolution.
+_FOCAL_FLOOR = 1e-7
+
+
+class LabelledPixels(NamedTuple):
+    """One batch made ready for a loss: ignored pixels are zero in every field."""
+
+    one_hot: object  # float32 [B, H, W, C]: the label's class, all zeros where ignored
+    valid: object  # float32 [B, H, W]: 1 where the label is a class, else 0
+    logits: object  # float32 [B, H, W, C]: the logits, zeros where ignored
+
+
+def prepare_pixels(labels, logits, num_classes: int) -> LabelledPixels:
+    """Cast, check shapes and mask out every pixel whose label is not a class.
+
+    ``labels``: integer (or integral float) ``[B, H, W]`` or ``[B, H, W, 1]``;
+    ``logits``: ``[B, H, W, num_classes]`` of any float dtype.
+    """
+    logits = ops.cast(ops.convert_to_tensor(logits), "float32")
+    labels = ops.convert_to_tensor(labels)
+    if len(labels.shape) == 4 and labels.shape[-1] == 1:
+        labels = ops.squeeze(labels, axis=-1)
+    if len(logits.shape) != 4:
+        raise ValueError(f"logits must be [batch, height, width, classes], "
+                         f"got shape {logits.shape}")
+    if logits.shape[-1] is not None and logits.shape[-1] != num_classes:
+        raise ValueError(f"logits have {logits.shape[-1]} channels but the loss was built for "
+                         f"num_classes={num_classes}; build it with the model's class count")
+    if len(labels.shape) != 3:
+        raise ValueError(f"labels must be [batch, height, width] (or with a trailing 1), "
+                         f"got shape {labels.shape} for logits of shape {logits.shape}")
+    labels = ops.cast(labels, "int32")
+    is_class = ops.logical_and(ops.greater_equal(labels, 0), ops.less(labels, num_classes))
+    valid = ops.cast(is_class, "float32")
+    class_indices = ops.where(is_class, labels, 0)
+    one_hot = ops.one_hot(class_indices, num_classes, dtype="float32") * valid[..., None]
+    logits = ops.where(is_class[..., None], logits, ops.zeros_like(logits))
+    return LabelledPixels(one_hot=one_hot, valid=valid, logits=logits)
+
+
+def image_class_weights(one_hot) -> object:
+    """The textbook's per-image class weights ``w_c = (n - n_c) / n``: float32 ``[B, C]``.
+
+    ``n`` counts the labelled pixels of each image, ``n_c`` those of class ``c``; an image
+    with no labelled pixel gets all-zero weights.
+    """
+    class_counts = ops.sum(one_hot, axis=(1, 2))
+    labelled_counts = ops.sum(class_counts, axis=-1, keepdims=True)
+    return ops.divide_no_nan(labelled_counts - class_counts, labelled_counts)
+
+
+def pixel_weights(one_hot, class_weights) -> object:
+    """Each pixel's weight, its label's class weight: ``[B, H, W]``, 0 where ignored.
+
+    ``class_weights`` is ``[C]`` (dataset-level) or ``[B, C]`` (per image).
+    """
+    if len(class_weights.shape) == 2:
+        class_weights = class_weights[:, None, None, :]
+    return ops.sum(one_hot * class_weights, axis=-1)
+
+
+def pixel_cross_entropy(pixels: LabelledPixels) -> object:
+    """``-log softmax(logits)[label]`` per pixel: ``[B, H, W]``, 0 where ignored."""
+    return -ops.sum(pixels.one_hot * ops.log_softmax(pixels.logits, axis=-1), axis=-1)
+
+
+def mean_over_labelled(pixel_values, valid) -> object:
+    """Per image, the sum of ``pixel_values`` divided by its labelled-pixel count: ``[B]``."""
+    return ops.divide_no_nan(ops.sum(pixel_values, axis=(1, 2)), ops.sum(valid, axis=(1, 2)))
+
+
+def soft_dice_loss(pixels: LabelledPixels, weights, smooth: float) -> object:
+    """Weighted soft Dice loss per image, ``[B]``; 0 for an image with nothing labelled."""
+    probabilities = ops.softmax(pixels.logits, axis=-1) * pixels.valid[..., None]
+    weights = weights[..., None]
+    intersection = ops.sum(weights * probabilities * pixels.one_hot, axis=(1, 2, 3))
+    total = ops.sum(weights * (probabilities + pixels.one_hot), axis=(1, 2, 3))
+    denominator = total + smooth
+    ratio = ops.divide_no_nan(2.0 * intersection + smooth, denominator)
+    return ops.where(ops.greater(denominator, 0.0), 1.0 - ratio, ops.zeros_like(ratio))
+
+
+def _checked_class_weights(class_weights: Sequence[float] | None, num_classes: int,
+                           what: str = "class_weights") -> list[float] | None:
+    if class_weights is None:
+        return None
+    values = np.asarray(class_weights, dtype=np.float64)
+    if values.shape != (num_classes,):
+        raise ValueError(f"{what} needs one value per class ({num_classes}), "
+                         f"got shape {values.shape}")
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError(f"{what} must be finite and non-negative, got {values.tolist()}")
+    return [float(value) for value in values]
+
+
+def median_frequency_weights(class_pixel_counts: Sequence[int],
+                             image_pixel_counts: Sequence[int] | None = None) -> np.ndarray:
+    """Median-frequency balancing (Eigen & Fergus 2015): ``w_c = median(f) / f_c``.
+
+    ``class_pixel_counts[c]``: labelled pixels of class ``c`` over the training set (the
+    manifest's per-class counts). ``f_c`` is that count over all labelled pixels, or,
+    when ``image_pixel_counts[c]`` (the labelled pixels of the images in which ``c``
+    appears) is given, over that, as in the paper. The median is over the classes that
+    occur; a class that never occurs gets weight 0. Returns float64 ``[C]``.
+    """
+    counts = np.asarray(class_pixel_counts, dtype=np.float64)
+    if counts.ndim != 1 or counts.size == 0:
+        raise ValueError(f"class_pixel_counts must be one count per class, "
+                         f"got shape {counts.shape}")
+    if not np.all(np.isfinite(counts)) or np.any(counts < 0):
+        raise ValueError(f"class_pixel_counts must be non-negative counts, got {counts.tolist()}")
+    present = counts > 0
+    if not present.any():
+        raise ValueError("class_pixel_counts are all zero: no labelled pixel to balance")
+    if image_pixel_counts is None:
+        denominators = np.full_like(counts, counts.sum())
+    else:
+        denominators = np.asarray(image_pixel_counts, dtype=np.float64)
+        if denominators.shape != counts.shape:
+            raise ValueError(f"image_pixel_counts has shape {denominators.shape}, "
+                             f"class_pixel_counts {counts.shape}: give one of each per class")
+        if np.any(denominators[present] < counts[present]):
+            raise ValueError("image_pixel_counts[c] must be at least class_pixel_counts[c] "
+                             "(the images holding class c hold all of its pixels)")
+    frequencies = np.zeros_like(counts)
+    frequencies[present] = counts[present] / denominators[present]
+    weights = np.zeros_like(counts)
+    weights[present] = np.median(frequencies[present]) / frequencies[present]
+    return weights
+
+
+class SegmentationLoss(keras.losses.Loss):
+    """Base of the losses here: ``call`` returns the per-image values ``[B]``.
+
+    Subclasses implement ``losses_from_pixels(pixels) -> [B]`` on a :class:`LabelledPixels`.
+    """
+
+    def __init__(self, num_classes: int, ignore_label: int = IGNORE_LABEL, name: str | None = None,
+                 reduction: str = "sum_over_batch_size", dtype=None) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+        if 0 <= int(ignore_label) < int(num_classes):
+            raise ValueError(f"ignore_label {ignore_label} is a class index "
+                             f"(0..{num_classes - 1}); use a value outside the classes, normally 255")
+        self.num_classes = int(num_classes)
+        self.ignore_label = int(ignore_label)
+
+    def per_image(self, labels, logits) -> object:
+        """The loss of each image of the batch, float32 ``[B]``."""
+        return self.losses_from_pixels(prepare_pixels(labels, logits, self.num_classes))
+
+    def losses_from_pixels(self, pixels: LabelledPixels) -> object:
+        raise NotImplementedError(f"{type(self).__name__} must define losses_from_pixels")
+
+    def call(self, y_true, y_pred):
+        return self.per_image(y_true, y_pred)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_classes": self.num_classes,
+                "ignore_label": self.ignore_label}
+
+
+class WeightedLoss(SegmentationLoss):
+    """A loss whose pixels carry class weights: per image (default) or ``class_weights``."""
+
+    def __init__(self, num_classes: int, ignore_label: int = IGNORE_LABEL,
+                 class_weights: Sequence[float] | None = None, **kwargs) -> None:
+        super().__init__(num_classes, ignore_label, **kwargs)
+        self.class_weights = _checked_class_weights(class_weights, self.num_classes)
+
+    def weights_of(self, pixels: LabelledPixels) -> object:
+        """Each pixel's weight ``[B, H, W]`` (0 where ignored)."""
+        if self.class_weights is None:
+            class_weights = image_class_weights(pixels.one_hot)
+        else:
+            class_weights = ops.convert_to_tensor(self.class_weights, dtype="float32")
+        return pixel_weights(pixels.one_hot, class_weights)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "class_weights": self.class_weights}
+
+
+@keras.saving.register_keras_serializable(package="pixelwise")
+class CrossEntropy(SegmentationLoss):
+    """Cross-entropy from logits, averaged over each image's labelled pixels."""
+
+    def __init__(self, num_classes: int, ignore_label: int = IGNORE_LABEL,
+                 name: str = "cross_entropy", **kwargs) -> None:
+        super().__init__(num_classes, ignore_label, name=name, **kwargs)
+
+    def losses_from_pixels(self, pixels: LabelledPixels) -> object:
+        return mean_over_labelled(pixel_cross_entropy(pixels), pixels.valid)
+
+
+@keras.saving.register_keras_serializable(package="pixelwise")
+class WeightedCrossEntropy(WeightedLoss):
+    """``sum_i w_i CE_i / n`` over each image's ``n`` labelled pixels (weights: module doc)."""
+
+    def __init__(self, num_classes: int, ignore_label: int = IGNORE_LABEL,
+                 class_weights: Sequence[float] | None = None,
+                 name: str = "weighted_cross_entropy", **kwargs) -> None:
+        super().__init__(num_classes, ignore_label, class_weights, name=name, **kwargs)
+
+    def losses_from_pixels(self, pixels: LabelledPixels) -> object:
+        weighted = self.weights_of(pixels) * pixel_cross_entropy(pixels)
+        return mean_over_labelled(weighted, pixels.valid)
+
+
+@keras.saving.register_keras_serializable(package="pixelwise")
+class DiceLoss(WeightedLoss):
+    """Soft Dice over the softmax with the pixel weights and additive ``smooth``."""
+
+    def __init__(self, num_classes: int, ignore_label: int = IGNORE_LABEL,
+                 class_weights: Sequence[float] | None = None, smooth: float = 1.0,
+                 name: str = "dice", **kwargs) -> None:
+        super().__init__(num_classes, ignore_label, class_weights, name=name, **kwargs)
+        if not float(smooth) >= 0.0:
+            raise ValueError(f"smooth must be >= 0, got {smooth}")
+        self.smooth = float(smooth)
+
+    def losses_from_pixels(self, pixels: LabelledPixels) -> object:
+        return soft_dice_loss(pixels, self.weights_of(pixels), self.smooth)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package="pixelwise")
+class CrossEntropyDice(WeightedLoss):
+    """Weighted cross-entropy plus ``dice_weight`` times soft Dice, on the same weights."""
+
+    def __init__(self, num_classes: int, ignore_label: int = IGNORE_LABEL,
+                 class_weights: Sequence[float] | None = None, smooth: float = 1.0,
+                 dice_weight: float = 1.0, name: str = "cross_entropy_dice", **kwargs) -> None:
+        super().__init__(num_classes, ignore_label, class_weights, name=name, **kwargs)
+        if not float(smooth) >= 0.0:
+            raise ValueError(f"smooth must be >= 0, got {smooth}")
+        if not float(dice_weight) >= 0.0:
+            raise ValueError(f"dice_weight must be >= 0, got {dice_weight}")
+        self.smooth = float(smooth)
+        self.dice_weight = float(dice_weight)
+
+    def losses_from_pixels(self, pixels: LabelledPixels) -> object:
+        weights = self.weights_of(pixels)
+        cross_entropy = mean_over_labelled(weights * pixel_cross_entropy(pixels), pixels.valid)
+        return cross_entropy + self.dice_weight * soft_dice_loss(pixels, weights, self.smooth)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "smooth": self.smooth, "dice_weight": self.dice_weight}
+
+
+@keras.saving.register_keras_serializable(package="pixelwise")
+class FocalLoss(SegmentationLoss):
+    """Focal loss ``-alpha_t (1 - p_t)^gamma log p_t``, averaged over labelled pixels.
+
+    ``gamma`` >= 0 (0 gives cross-entropy); ``alpha``: None (1 for every class), one
+    float for all classes, or one float per class (``alpha_t`` is the label's).
+    """
+
+    def __init__(self, num_classes: int, ignore_label: int = IGNORE_LABEL, gamma: float = 2.0,
+                 alpha: float | Sequence[float] | None = None, name: str = "focal",
+                 **kwargs) -> None:
+        super().__init__(num_classes, ignore_label, name=name, **kwargs)
+        if not float(gamma) >= 0.0:
+            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        self.gamma = float(gamma)
+        if alpha is None or np.ndim(alpha) == 0:
+            if alpha is not None and not (np.isfinite(alpha) and alpha >= 0):
+                raise ValueError(f"alpha must be finite and non-negative, got {alpha}")
+            self.alpha = None if alpha is None else float(alpha)
+        else:
+            self.alpha = _checked_class_weights(alpha, self.num_classes, what="alpha")
+
+    def losses_from_pixels(self, pixels: LabelledPixels) -> object:
+        log_p_true = ops.sum(pixels.one_hot * ops.log_softmax(pixels.logits, axis=-1), axis=-1)
+        one_minus_p_true = ops.maximum(-ops.expm1(log_p_true), _FOCAL_FLOOR)
+        focal = -ops.power(one_minus_p_true, self.gamma) * log_p_true
+        if isinstance(self.alpha, list):
+            alpha = ops.convert_to_tensor(self.alpha, dtype="float32")
+            focal = focal * ops.sum(pixels.one_hot * alpha, axis=-1)
+        elif self.alpha is not None:
+            focal = focal * self.alpha
+        return mean_over_labelled(focal, pixels.valid)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "gamma": self.gamma, "alpha": self.alpha}
+
+
+_LOSS_CLASSES = {
+    "ce": CrossEntropy,
+    "weighted_ce": WeightedCrossEntropy,
+    "dice": DiceLoss,
+    "ce_dice": CrossEntropyDice,
+    "focal": FocalLoss,
+}
+_LOSS_OPTIONS = {
+    "ce": (),
+    "weighted_ce": (),
+    "dice": ("smooth",),
+    "ce_dice": ("smooth", "dice_weight"),
+    "focal": ("gamma", "alpha"),
+}
+
+
+def build_loss(name: str = DEFAULT_LOSS, *, num_classes: int, ignore_label: int = IGNORE_LABEL,
+               class_weights: Sequence[float] | None = None, **options) -> SegmentationLoss:
+    """The loss called ``name`` (one of ``LOSS_NAMES``), ready for ``model.compile``.
+
+    ``class_weights``: dataset-level weights (one per class) used instead of the per-image
+    weights by "weighted_ce", "dice" and "ce_dice". ``options``: "dice" takes ``smooth``;
+    "ce_dice" ``smooth`` and ``dice_weight``; "focal" ``gamma`` and ``alpha``.
+
+    >>> loss = build_loss("ce_dice", num_classes=21)
+    >>> model.compile(optimizer="adam", loss=loss)  # doctest: +SKIP
+    """
+    if name not in _LOSS_CLASSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}")
+    unknown = sorted(set(options) - set(_LOSS_OPTIONS[name]))
+    if unknown:
+        allowed = ", ".join(_LOSS_OPTIONS[name]) or "none"
+        raise ValueError(f"loss {name!r} has no option {', '.join(unknown)} "
+                         f"(its options: {allowed})")
+    if class_weights is not None:
+        if not issubclass(_LOSS_CLASSES[name], WeightedLoss):
+            hint = ("use 'weighted_ce' for class-weighted cross-entropy" if name == "ce"
+                    else "give per-class weights to focal as alpha=[...]")
+            raise ValueError(f"loss {name!r} does not take class_weights; {hint}")
+        options["class_weights"] = class_weights
+    return _LOSS_CLASSES[name](num_classes=num_classes, ignore_label=ignore_label, **options)
+
+
+def per_image_loss(loss: SegmentationLoss, labels, logits) -> object:
+    """The loss of each image in a batch, float32 ``[B]``; their mean is the batch loss."""
+    if not isinstance(loss, SegmentationLoss):
+        raise TypeError(f"per_image_loss needs a pixelwise loss (from build_loss), "
+                        f"got {type(loss).__name__}")
+    return loss.per_image(labels, logits)
