@@ -1,0 +1,352 @@
+"""Prepared datasets: each split as sharded TFRecords, plus a manifest.json.
+
+    prepare_records("data/VOCdevkit/VOC2012", "data/voc-records")
+    make_dataset("data/voc-records", "train", ...)       # pipeline.py reads it
+
+A records folder:
+
+    manifest.json                       written last: classes, colours, ignore label, and
+                                        per split its shards, names, pixel counts, checksum
+    train-00000-of-00006.tfrecord       one tf.train.Example per image/annotation pair
+    ...
+
+Each record holds the image file's own bytes (JPEG, so nothing is re-encoded and the
+pixels equal the folder's), the annotation as a single-channel ("L") PNG of class indices
+(so ``tf.io.decode_png(channels=1)`` gives the indices), the name, height and width.
+
+``prepare_records`` streams: one pair in memory at a time, each validated as it goes (the
+image decodes, the annotation holds class indices of the image's size). A shard is written
+under a ``.tmp`` name and renamed when complete, so an interrupted run leaves no half
+shard; a rerun keeps the complete shards whose names match and writes the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from pixelwise.data.palette import read_label
+from pixelwise.data.spec import DatasetSpec
+from pixelwise.data.voc import DEFAULT_SPLIT_SEED, SPLITS, Example, VOCLayout, find_voc_root
+
+MANIFEST_FILENAME = "manifest.json"
+RECORDS_FORMAT = "pixelwise-records"
+FORMAT_VERSION = 1
+DEFAULT_EXAMPLES_PER_SHARD = 256
+DEFAULT_SPLITS = ("train", "val", "test")
+SEEDED_SPLITS = ("val", "test")  # halves of val.txt: their content depends on the seed
+
+FEATURES = {
+    "name": tf.io.FixedLenFeature([], tf.string),
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+    "label/encoded": tf.io.FixedLenFeature([], tf.string),
+    "height": tf.io.FixedLenFeature([], tf.int64),
+    "width": tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    """``train-00000-of-00004.tfrecord``."""
+    return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
+
+
+def split_key(split: str) -> str:
+    """The name a split goes by in a records folder (a list file's stem for a path)."""
+    return split if split in SPLITS else Path(split).stem
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def prepare_records(source: str | Path, out_dir: str | Path, splits: tuple[str, ...] | None = None,
+                    *, split_seed: int = DEFAULT_SPLIT_SEED,
+                    examples_per_shard: int = DEFAULT_EXAMPLES_PER_SHARD,
+                    progress: Callable[[str], None] | None = None) -> dict:
+    """Write ``splits`` of a VOC-layout dataset as TFRecord shards and a manifest; return it.
+
+    Args:
+        source: anything ``find_voc_root`` accepts.
+        out_dir: the records folder (created if needed).
+        splits: split names or list files; default: those of train, val and test whose
+            list exists (val and test are the seeded halves of val.txt).
+        split_seed: the seed of the val/test halves, recorded in the manifest.
+        examples_per_shard: the most pairs per shard.
+        progress: called with one line per shard written or kept.
+
+    Raises ValueError naming the file when a pair is invalid, FileNotFoundError when a
+    split's list or listed files are missing. Shards completed before the error stay.
+    """
+    layout = find_voc_root(source)
+    spec = layout.spec
+    if examples_per_shard < 1:
+        raise ValueError(f"examples_per_shard must be positive, got {examples_per_shard}")
+    if splits is None:
+        splits = tuple(split for split in DEFAULT_SPLITS if layout.list_file(split).is_file())
+        if not splits:
+            raise FileNotFoundError(f"{layout.sets_dir}: none of {', '.join(DEFAULT_SPLITS)}"
+                                    f".txt found; name the splits to prepare")
+    keys = [split_key(split) for split in splits]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"splits {list(splits)} give duplicate names {keys}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in out_dir.glob("*.tfrecord.tmp"):  # from a run that was killed
+        leftover.unlink()
+    report = progress or (lambda line: None)
+    manifest = {"format": RECORDS_FORMAT, "version": FORMAT_VERSION,
+                "source": str(layout.root), "split_seed": split_seed,
+                "dataset": spec.to_dict(), "splits": {}}
+    for split, key in zip(splits, keys):
+        manifest["splits"][key] = _write_split(layout, split, key, split_seed, spec, out_dir,
+                                               examples_per_shard, report)
+    _write_atomically(out_dir / MANIFEST_FILENAME, json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def _write_split(layout: VOCLayout, split: str, key: str, split_seed: int, spec: DatasetSpec,
+                 out_dir: Path, examples_per_shard: int, report: Callable[[str], None]) -> dict:
+    list_file = layout.list_file(split)
+    examples = layout.examples(split, split_seed)
+    if not examples:
+        raise ValueError(f"{list_file}: split {split!r} lists no images")
+    num_shards = -(-len(examples) // examples_per_shard)
+    shard_files = [shard_name(key, index, num_shards) for index in range(num_shards)]
+    for stale in out_dir.glob(f"{key}-*-of-*.tfrecord"):
+        if stale.name not in shard_files:
+            stale.unlink()
+    value_counts = np.zeros(256, dtype=np.int64)
+    sizes: dict[tuple[int, int], int] = {}
+    for index, shard_file in enumerate(shard_files):
+        shard_examples = examples[index * examples_per_shard:(index + 1) * examples_per_shard]
+        path = out_dir / shard_file
+        kept = _read_back(path, [example.name for example in shard_examples], spec)
+        if kept is not None:
+            shard_counts, shard_sizes = kept
+            report(f"{shard_file}: complete, kept ({len(shard_examples)} examples)")
+        else:
+            shard_counts, shard_sizes = _write_shard(path, shard_examples, spec)
+            report(f"{shard_file}: wrote {len(shard_examples)} examples")
+        value_counts += shard_counts
+        for size in shard_sizes:
+            sizes[size] = sizes.get(size, 0) + 1
+    class_counts = value_counts[: spec.num_classes]
+    labelled = int(class_counts.sum())
+    names = [example.name for example in examples]
+    return {
+        "num_examples": len(examples),
+        "shards": shard_files,
+        "list_file": str(list_file),
+        "list_sha256": hashlib.sha256(list_file.read_bytes()).hexdigest(),
+        "names_sha256": _names_checksum(names),
+        "names": names,
+        "class_pixel_counts": class_counts.tolist(),
+        "ignore_pixel_count": int(value_counts[spec.ignore_label]),
+        "class_pixel_frequencies": [count / labelled if labelled else 0.0
+                                    for count in class_counts.tolist()],
+        "image_sizes": [[height, width, count] for (height, width), count in sorted(sizes.items())],
+    }
+
+
+def _write_shard(path: Path, examples: list[Example],
+                 spec: DatasetSpec) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Write one shard under a temporary name, rename it when complete."""
+    temporary = path.with_name(path.name + ".tmp")
+    value_counts = np.zeros(256, dtype=np.int64)
+    sizes = []
+    try:
+        with tf.io.TFRecordWriter(str(temporary)) as writer:
+            for example in examples:
+                record, label_map = encode_example(example, spec)
+                writer.write(record)
+                value_counts += np.bincount(label_map.reshape(-1), minlength=256)
+                sizes.append(label_map.shape)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return value_counts, sizes
+
+
+def encode_example(example: Example, spec: DatasetSpec) -> tuple[bytes, np.ndarray]:
+    """Validate one pair and serialize it; also return its label map (for the counts)."""
+    image_bytes = example.image_path.read_bytes()
+    try:
+        image_shape = tf.io.decode_image(image_bytes, channels=3,
+                                         expand_animations=False).shape
+    except (tf.errors.InvalidArgumentError, ValueError) as error:
+        message = getattr(error, "message", str(error))
+        raise ValueError(f"{example.image_path}: cannot decode the image: {message}") from None
+    label_map = read_label(example.label_path)
+    if label_map.shape != tuple(image_shape[:2]):
+        raise ValueError(f"{example.label_path}: annotation is {label_map.shape[1]}x"
+                         f"{label_map.shape[0]} but the image is {image_shape[1]}x"
+                         f"{image_shape[0]} (width x height)")
+    present = np.flatnonzero(np.bincount(label_map.reshape(-1), minlength=256))
+    stray = [int(value) for value in present
+             if value >= spec.num_classes and value != spec.ignore_label]
+    if stray:
+        raise ValueError(f"{example.label_path}: label value(s) {stray} not a class "
+                         f"(0..{spec.num_classes - 1}) or the ignore label {spec.ignore_label}")
+    buffer = io.BytesIO()
+    Image.fromarray(label_map, mode="L").save(buffer, format="PNG")
+    features = {
+        "name": _bytes_feature(example.name.encode()),
+        "image/encoded": _bytes_feature(image_bytes),
+        "label/encoded": _bytes_feature(buffer.getvalue()),
+        "height": _int_feature(label_map.shape[0]),
+        "width": _int_feature(label_map.shape[1]),
+    }
+    record = tf.train.Example(features=tf.train.Features(feature=features))
+    return record.SerializeToString(), label_map
+
+
+def _read_back(path: Path, expected_names: list[str],
+               spec: DatasetSpec) -> tuple[np.ndarray, list[tuple[int, int]]] | None:
+    """Counts and sizes of a complete shard holding exactly ``expected_names``, else None."""
+    if not path.is_file():
+        return None
+    value_counts = np.zeros(256, dtype=np.int64)
+    sizes, names = [], []
+    try:
+        for serialized in tf.data.TFRecordDataset(str(path)):
+            parsed = tf.io.parse_single_example(serialized, FEATURES)
+            names.append(parsed["name"].numpy().decode())
+            with Image.open(io.BytesIO(parsed["label/encoded"].numpy())) as label_image:
+                label_map = np.array(label_image, dtype=np.uint8)
+            value_counts += np.bincount(label_map.reshape(-1), minlength=256)
+            sizes.append(label_map.shape)
+    except (tf.errors.OpError, OSError, ValueError):
+        return None
+    stray = np.flatnonzero(value_counts[spec.num_classes:]) + spec.num_classes
+    if names != expected_names or set(stray.tolist()) - {spec.ignore_label}:
+        return None
+    return value_counts, sizes
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _names_checksum(names: list[str]) -> str:
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int_feature(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_manifest(records_dir: str | Path) -> dict:
+    """The manifest of a records folder, checked for the format and the fields used."""
+    path = Path(records_dir) / MANIFEST_FILENAME
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: cannot read the records manifest ({error}); "
+                         f"rerun `pixelwise data prepare`") from error
+    if manifest.get("format") != RECORDS_FORMAT or manifest.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: not a {RECORDS_FORMAT} manifest of version {FORMAT_VERSION}; "
+                         f"rerun `pixelwise data prepare`")
+    for key in ("dataset", "splits", "split_seed"):
+        if key not in manifest:
+            raise ValueError(f"{path}: manifest lacks {key!r}; rerun `pixelwise data prepare`")
+    return manifest
+
+
+@dataclass
+class RecordsSource:
+    """A records folder written by ``prepare_records``, as a pipeline ``DataSource``."""
+
+    root: Path
+    manifest: dict
+
+    @classmethod
+    def open(cls, records_dir: str | Path) -> "RecordsSource":
+        root = Path(records_dir)
+        manifest = read_manifest(root)
+        for key, split in manifest["splits"].items():
+            missing = [name for name in split["shards"] if not (root / name).is_file()]
+            if missing:
+                raise FileNotFoundError(f"{root}: split {key!r} misses shard(s) "
+                                        f"{', '.join(missing)}; rerun `pixelwise data prepare`")
+        return cls(root, manifest)
+
+    @property
+    def spec(self) -> DatasetSpec:
+        return DatasetSpec.from_dict(self.manifest["dataset"],
+                                     source=str(self.root / MANIFEST_FILENAME))
+
+    def split_info(self, split: str, split_seed: int = DEFAULT_SPLIT_SEED) -> dict:
+        key = split_key(split)
+        splits = self.manifest["splits"]
+        if key not in splits:
+            raise ValueError(f"{self.root}: split {key!r} was not prepared (prepared: "
+                             f"{', '.join(splits) or 'none'}); run `pixelwise data prepare "
+                             f"SOURCE --out {self.root} --split {key}`")
+        if key in SEEDED_SPLITS and split_seed != self.manifest["split_seed"]:
+            raise ValueError(f"{self.root}: split {key!r} was prepared with split seed "
+                             f"{self.manifest['split_seed']}, not {split_seed}; use that seed "
+                             f"or prepare again with --split-seed {split_seed}")
+        return splits[key]
+
+    def split_names(self, split: str, split_seed: int = DEFAULT_SPLIT_SEED) -> list[str]:
+        return list(self.split_info(split, split_seed)["names"])
+
+    def num_examples(self, split: str, split_seed: int = DEFAULT_SPLIT_SEED) -> int:
+        return int(self.split_info(split, split_seed)["num_examples"])
+
+    def class_pixel_counts(self, split: str,
+                           split_seed: int = DEFAULT_SPLIT_SEED) -> np.ndarray:
+        return np.asarray(self.split_info(split, split_seed)["class_pixel_counts"],
+                          dtype=np.int64)
+
+    def image_sizes(self, split: str,
+                    split_seed: int = DEFAULT_SPLIT_SEED) -> dict[tuple[int, int], int]:
+        return {(height, width): count
+                for height, width, count in self.split_info(split, split_seed)["image_sizes"]}
+
+    def elements(self, split: str, split_seed: int, *, shuffle_seed: int | None,
+                 shuffle_buffer: int) -> tf.data.Dataset:
+        """Serialized records; shards read in parallel, round-robin, and with
+        ``shuffle_seed`` in shuffled shard order and through a ``shuffle_buffer`` shuffle."""
+        files = [str(self.root / name) for name in self.split_info(split, split_seed)["shards"]]
+        dataset = tf.data.Dataset.from_tensor_slices(files)
+        if shuffle_seed is not None:
+            dataset = dataset.shuffle(len(files), seed=shuffle_seed,
+                                      reshuffle_each_iteration=True)
+        dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+                                     block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+                                     deterministic=True)
+        if shuffle_seed is not None:
+            dataset = dataset.shuffle(shuffle_buffer, seed=shuffle_seed + 1,
+                                      reshuffle_each_iteration=True)
+        return dataset
+
+    def read(self, serialized: tf.Tensor) -> dict:
+        parsed = tf.io.parse_single_example(serialized, FEATURES)
+        where = tf.strings.join([str(self.root), "/", parsed["name"]])
+        return {"name": parsed["name"], "image_bytes": parsed["image/encoded"],
+                "label_bytes": parsed["label/encoded"],
+                "image_source": tf.strings.join([where, " (image)"]),
+                "label_source": tf.strings.join([where, " (annotation)"])}
+
+
+__all__ = ["MANIFEST_FILENAME", "prepare_records", "read_manifest", "RecordsSource",
+           "shard_name", "split_key", "encode_example"]

@@ -1,0 +1,316 @@
+import io
+import warnings
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from aligned_voc import SPEC, colors_to_labels, interior, make_aligned_voc
+from pixelwise.data.palette import read_label, write_label
+from pixelwise.data.pipeline import (MEAN_RGB, decode_image, decode_label, make_dataset,
+                                     open_source)
+from pixelwise.data.spec import DatasetSpec
+
+TRAIN_SIZES = [(96, 128), (128, 96), (80, 112), (120, 72), (64, 100), (100, 64)]
+VAL_SIZES = [(90, 120), (70, 50), (113, 87), (40, 130)]
+
+
+@pytest.fixture(scope="module")
+def voc_root(tmp_path_factory):
+    return make_aligned_voc(tmp_path_factory.mktemp("aligned"),
+                            {"train": TRAIN_SIZES, "val": VAL_SIZES, "same": [(60, 90)] * 3})
+
+
+def batches(dataset):
+    return [tuple(np.asarray(part) for part in batch) for batch in dataset]
+
+
+def pil_rgb(path):
+    with Image.open(path) as image:
+        return np.array(image.convert("RGB"))
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def test_tf_decoding_equals_pil_on_real_samples(voc_samples):
+    spec = DatasetSpec.voc()
+    for label_path in sorted((voc_samples / "SegmentationClass").glob("*.png")):
+        decoded = decode_label(tf.constant(label_path.read_bytes()), spec, str(label_path))
+        assert np.array_equal(decoded.numpy(), read_label(label_path)), label_path.name
+        image_path = voc_samples / "JPEGImages" / f"{label_path.stem}.jpg"
+        image = decode_image(tf.constant(image_path.read_bytes()), str(image_path))
+        assert np.array_equal(image.numpy(), pil_rgb(image_path)), image_path.name
+
+
+def _png_bytes(image: Image.Image, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", **options)
+    return buffer.getvalue()
+
+
+def test_palette_indices_do_not_depend_on_the_palette_colours():
+    rng = np.random.default_rng(1)
+    label_map = rng.integers(0, 3, size=(33, 47)).astype(np.uint8)
+    label_map[5:9] = 255
+    shuffled = Image.fromarray(label_map, mode="P")
+    palette = rng.permutation(256 * 3).astype(np.uint8) % 251  # colours unlike the spec's
+    palette[3 * 255: 3 * 256] = palette[0:3]  # entry 255 shares entry 0's colour
+    shuffled.putpalette(palette.tolist())
+    variants = {
+        "foreign palette": _png_bytes(shuffled),
+        "with transparency": _png_bytes(shuffled, transparency=0),
+        "single channel": _png_bytes(Image.fromarray(label_map, mode="L")),
+    }
+    small = Image.fromarray(np.minimum(label_map, 3), mode="P")
+    small.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255])  # 4 entries: a 2-bit PNG
+    for name, contents in variants.items():
+        decoded = decode_label(tf.constant(contents), SPEC, name).numpy()
+        assert np.array_equal(decoded, label_map), name
+        assert np.array_equal(decoded, np.array(Image.open(io.BytesIO(contents)))), name
+    short_palette = Image.fromarray((label_map == 1).astype(np.uint8), mode="P")
+    short_bytes = _png_bytes(short_palette)  # PIL writes 1 bit, 1 entry; index 1 is past it
+    assert short_bytes[24] == 1
+    assert np.array_equal(decode_label(tf.constant(short_bytes), SPEC, "short").numpy(),
+                          label_map == 1)
+    small_bytes = _png_bytes(small, bits=2)
+    assert small_bytes[24] == 2  # really a 2-bit palette PNG
+    decoded = decode_label(tf.constant(small_bytes), DatasetSpec(
+        ("a", "b", "c", "d"), ((0, 0, 0), (255, 0, 0), (0, 255, 0), (0, 0, 255))), "2-bit")
+    assert np.array_equal(decoded.numpy(), np.minimum(label_map, 3))
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("rgb", r"not an 8-bit palette or single-channel PNG .*colour type 2, bit depth 8"),
+    ("gray16", r"not an 8-bit palette or single-channel PNG .*colour type 0, bit depth 16"),
+    ("stray value", r"label value 7 .* not a class \(0..2\) or the ignore label 255"),
+    ("not a png", "not an 8-bit palette or single-channel PNG"),
+])
+def test_bad_annotations_raise_naming_the_file(kind, message):
+    label_map = np.zeros((20, 30), dtype=np.uint8)
+    if kind == "rgb":
+        contents = _png_bytes(Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)))
+    elif kind == "gray16":
+        contents = _png_bytes(Image.fromarray(label_map.astype(np.uint16) * 300))
+    elif kind == "stray value":
+        label_map[3, 4] = 7
+        label_image = Image.fromarray(label_map, mode="P")
+        label_image.putpalette(SPEC.palette().reshape(-1).tolist())
+        contents = _png_bytes(label_image)
+    else:
+        contents = b"GIF89a not an annotation at all"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"odd/2007_x.png: {message}"):
+        decode_label(tf.constant(contents), SPEC, "odd/2007_x.png")
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK"])
+def test_grayscale_and_cmyk_jpegs_decode_to_rgb(tmp_path, mode):
+    rng = np.random.default_rng(2)
+    colors = np.kron(rng.integers(0, 256, size=(4, 5, 3)), np.ones((12, 12, 1))).astype(np.uint8)
+    path = tmp_path / f"{mode}.jpg"
+    Image.fromarray(colors).convert(mode).save(path, quality=90)
+    image = decode_image(tf.constant(path.read_bytes()), str(path)).numpy()
+    assert image.shape == (48, 60, 3)
+    assert np.array_equal(image, pil_rgb(path))
+    if mode == "L":
+        assert np.array_equal(image[..., 0], image[..., 2])
+
+
+def test_folder_with_grayscale_jpeg_and_mismatched_sizes(tmp_path):
+    root = make_aligned_voc(tmp_path / "gray", {"train": [(48, 64), (48, 64)]})
+    Image.open(root / "JPEGImages/train_000.jpg").convert("L").save(
+        root / "JPEGImages/train_000.jpg")
+    (images, labels), = batches(make_dataset(root, "train", batch_size=2, input_size=32,
+                                             training=True))
+    assert images.shape == (2, 32, 32, 3)
+    write_label(root / "SegmentationClass/train_001.png", np.zeros((40, 64), np.uint8), SPEC)
+    dataset = make_dataset(root, "train", batch_size=1, input_size=32, training=False)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"train_001.png: annotation is 40x64 but the image .*train_001.jpg is 48x64"):
+        batches(dataset)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def check_alignment(images, labels, input_values, radius=3):
+    """Every non-boundary pixel's colour spells its label; no label value is new."""
+    checked = 0
+    for image, label_map in zip(images, labels):
+        new_values = set(np.unique(label_map).tolist()) - input_values
+        assert not new_values, f"label values {sorted(new_values)} were not in the input"
+        inside = interior(label_map, radius)
+        decoded = colors_to_labels(image)
+        mismatch = inside & (decoded != label_map)
+        assert not mismatch.any(), (
+            f"{mismatch.sum()} interior pixels disagree, e.g. label {label_map[mismatch][:5]} "
+            f"vs colour {image[mismatch][:5]}")
+        checked += inside.sum()
+    return checked
+
+
+@pytest.mark.parametrize("augment", ["textbook", "deeplab", "none"])
+def test_training_labels_match_images_after_augmentation(voc_root, augment):
+    input_values = set()
+    for name in open_source(voc_root).split_names("train"):
+        input_values |= set(np.unique(read_label(
+            voc_root / "SegmentationClass" / f"{name}.png")).tolist())
+    dataset = make_dataset(voc_root, "train", batch_size=3, input_size=(64, 80), training=True,
+                           seed=7, augment=augment)
+    checked, ignored, flipped_or_scaled = 0, 0, 0
+    for _ in range(3):  # three epochs: new crops, flips and jitter each time
+        for images, labels in batches(dataset):
+            checked += check_alignment(images, labels, input_values)
+            ignored += (labels == 255).sum()
+    assert checked > 0.5 * 3 * len(TRAIN_SIZES) * 64 * 80
+    assert ignored > 0
+
+
+def test_training_batches_have_static_shapes_dtypes_and_ranges(voc_root):
+    dataset = make_dataset(voc_root, "train", batch_size=4, input_size=(48, 72), training=True,
+                           augment="deeplab", with_names=True)
+    images_spec, labels_spec, names_spec = dataset.element_spec
+    assert images_spec.shape.as_list() == [4, 48, 72, 3] and images_spec.dtype == tf.float32
+    assert labels_spec.shape.as_list() == [4, 48, 72] and labels_spec.dtype == tf.uint8
+    assert names_spec.dtype == tf.string
+    (images, labels, names), = batches(dataset)  # 6 examples, remainder dropped
+    assert images.min() >= 0 and images.max() <= 255 and images.max() > 200
+    assert set(np.unique(labels).tolist()) <= {0, 1, 2, 255}
+    assert len(set(names.tolist())) == 4
+    assert set(names.tolist()) <= {n.encode() for n in open_source(voc_root).split_names("train")}
+
+
+def test_same_seed_same_batches_new_augmentation_each_epoch(voc_root):
+    def build(seed):
+        return make_dataset(voc_root, "train", batch_size=2, input_size=48, training=True,
+                            seed=seed, with_names=True)
+
+    first, second = build(3), build(3)
+    first_epochs = [batches(first) for _ in range(2)]
+    second_epochs = [batches(second) for _ in range(2)]
+    for one, other in zip(first_epochs, second_epochs):
+        for batch_one, batch_other in zip(one, other, strict=True):
+            for part_one, part_other in zip(batch_one, batch_other):
+                assert np.array_equal(part_one, part_other)
+    epoch_one, epoch_two = first_epochs
+    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(epoch_one, epoch_two))
+    other_seed = batches(build(4))
+    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(epoch_one, other_seed))
+
+
+@pytest.mark.parametrize("cache", ["memory", "file"])
+def test_cached_training_is_deterministic_and_aligned(voc_root, tmp_path, cache):
+    cache_arg = "memory" if cache == "memory" else tmp_path / "decoded"
+
+    def build():
+        return make_dataset(voc_root, "train", batch_size=3, input_size=56, training=True,
+                            seed=1, cache=cache_arg, augment="deeplab")
+
+    first, second = build(), build()
+    for _ in range(2):  # the second pass reads the cache
+        one, other = batches(first), batches(second)
+        for (images, labels), (other_images, other_labels) in zip(one, other, strict=True):
+            assert np.array_equal(images, other_images) and np.array_equal(labels, other_labels)
+            check_alignment(images, labels, {0, 1, 2, 255})
+    if cache == "file":
+        assert list(tmp_path.glob("decoded-train-*.index"))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def test_resized_evaluation_is_the_plain_resize_in_list_order(voc_root):
+    dataset = make_dataset(voc_root, "val-full", batch_size=3, input_size=(40, 56),
+                           training=False, with_names=True)
+    names = [name for *_, batch_names in batches(dataset) for name in batch_names]
+    assert [name.decode() for name in names] == open_source(voc_root).split_names("val-full")
+    images, labels, names = batches(dataset)[0]
+    assert images.shape == (3, 40, 56, 3) and labels.shape == (3, 40, 56)
+    for image, label_map, name in zip(images, labels, names):
+        stem = name.decode()
+        original = read_label(voc_root / "SegmentationClass" / f"{stem}.png")
+        expected = tf.image.resize(original[..., None], (40, 56), method="nearest")[..., 0]
+        assert np.array_equal(label_map, expected.numpy())
+        pixels = pil_rgb(voc_root / "JPEGImages" / f"{stem}.jpg").astype(np.float32)
+        assert np.allclose(image, tf.image.resize(pixels, (40, 56)).numpy(), atol=1e-3)
+
+
+def test_original_resolution_evaluation_pads_to_the_stride(voc_root):
+    with pytest.warns(UserWarning, match="several sizes.*batches of 1"):
+        dataset = make_dataset(voc_root, "val-full", batch_size=2, input_size=64,
+                               training=False, eval_resolution="original", output_stride=16,
+                               with_names=True)
+    results = batches(dataset)
+    assert len(results) == len(VAL_SIZES)
+    for images, labels, names in results:
+        assert images.shape[0] == 1
+        stem = names[0].decode()
+        original = read_label(voc_root / "SegmentationClass" / f"{stem}.png")
+        height, width = original.shape
+        padded = (-(-height // 16) * 16, -(-width // 16) * 16)
+        assert labels.shape[1:] == padded and images.shape[1:] == padded + (3,)
+        assert np.array_equal(labels[0, :height, :width], original)
+        assert (labels[0, height:] == 255).all() and (labels[0, :, width:] == 255).all()
+        pixels = pil_rgb(voc_root / "JPEGImages" / f"{stem}.jpg")
+        assert np.array_equal(images[0, :height, :width], pixels.astype(np.float32))
+        assert np.allclose(images[0, height:], MEAN_RGB) and np.allclose(
+            images[0, :, width:], MEAN_RGB)
+
+
+def test_original_resolution_batches_when_all_sizes_pad_alike(voc_root):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dataset = make_dataset(voc_root, "same", batch_size=2, input_size=64, training=False,
+                               eval_resolution="original", output_stride=8,
+                               drop_remainder=True)
+    assert dataset.element_spec[0].shape.as_list() == [2, 64, 96, 3]
+    (images, labels), = batches(dataset)
+    assert (labels[:, 60:] == 255).all() and (labels[:, :, 90:] == 255).all()
+
+
+@pytest.mark.parametrize("eval_resolution", ["resized", "original"])
+def test_cached_evaluation_equals_uncached(voc_root, tmp_path, eval_resolution):
+    settings = dict(batch_size=1, input_size=48, training=False, eval_resolution=eval_resolution)
+    plain = batches(make_dataset(voc_root, "val", **settings))
+    cached = make_dataset(voc_root, "val", cache=tmp_path / "eval", **settings)
+    for _ in range(2):
+        for (images, labels), (cached_images, cached_labels) in zip(plain, batches(cached),
+                                                                    strict=True):
+            assert np.array_equal(images, cached_images)
+            assert np.array_equal(labels, cached_labels)
+
+
+# --------------------------------------------------------------------------- sources, errors
+
+
+def test_folder_source_counts(voc_root):
+    source = open_source(voc_root)
+    assert source.spec == SPEC
+    names = source.split_names("train")
+    assert source.num_examples("train") == len(names) == len(TRAIN_SIZES)
+    assert source.num_examples("val") + source.num_examples("test") == len(VAL_SIZES)
+    expected = np.zeros(256, dtype=np.int64)
+    for name in names:
+        expected += np.bincount(read_label(voc_root / "SegmentationClass" / f"{name}.png")
+                                .reshape(-1), minlength=256)
+    assert np.array_equal(source.class_pixel_counts("train"), expected[:3])
+    assert source.image_sizes("same") == {(60, 90): 3}
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(augment="mixup"), "augment must be one of"),
+    (dict(eval_resolution="full"), "eval_resolution must be one of"),
+    (dict(input_size=(0, 64)), "input_size must be positive"),
+    (dict(input_size="big"), "input_size must be an int"),
+    (dict(batch_size=0), "batch_size must be a positive integer"),
+])
+def test_bad_arguments_are_refused(voc_root, arguments, message):
+    settings = dict(batch_size=2, input_size=32, training=True) | arguments
+    with pytest.raises(ValueError, match=message):
+        make_dataset(voc_root, "train", **settings)
+
+
+def test_cache_folder_must_exist(voc_root, tmp_path):
+    with pytest.raises(ValueError, match="does not exist; create it or pass cache='memory'"):
+        make_dataset(voc_root, "train", batch_size=2, input_size=32, training=True,
+                     cache=tmp_path / "missing" / "cache")
