@@ -86,5 +86,33 @@ def data_import_rgb_masks(src: Path, dest: Path, spec_file: Path | None) -> None
     click.echo(f"wrote {len(written)} palette PNG(s) to {dest}")
 
 
+@data.command("prepare")
+@click.argument("root", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              required=True, help="Records folder (shards + manifest.json).")
+@click.option("--split", "splits", multiple=True,
+              help="Split to write (repeatable): train, val, test, val-full, trainval, "
+                   "train_aug, or a list file. Default: train, val, test where listed.")
+@click.option("--split-seed", default=None, type=int, help="Seed of the val/test halves.")
+@click.option("--shard-size", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Most examples per shard.")
+def data_prepare(root: Path, out_dir: Path, splits: tuple[str, ...], split_seed: int | None,
+                 shard_size: int) -> None:
+    """Write the splits of ROOT as sharded TFRecords in OUT (a rerun keeps complete shards)."""
+    from pixelwise.data.records import prepare_records
+    from pixelwise.data.voc import DEFAULT_SPLIT_SEED
+
+    try:
+        manifest = prepare_records(
+            root, out_dir, splits or None,
+            split_seed=DEFAULT_SPLIT_SEED if split_seed is None else split_seed,
+            examples_per_shard=shard_size, progress=click.echo)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    for key, split in manifest["splits"].items():
+        click.echo(f"{key}: {split['num_examples']} examples in {len(split['shards'])} shard(s)")
+    click.echo(f"manifest: {out_dir / 'manifest.json'}")
+
+
 def main() -> None:
     cli()
