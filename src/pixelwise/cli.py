@@ -114,5 +114,54 @@ def data_prepare(root: Path, out_dir: Path, splits: tuple[str, ...], split_seed:
     click.echo(f"manifest: {out_dir / 'manifest.json'}")
 
 
+@data.command("synth")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--n", "num_images", default=300, show_default=True, type=click.IntRange(min=2),
+              help="Images in all (train + val).")
+@click.option("--size", default=128, show_default=True, type=click.IntRange(min=16),
+              help="Image side in pixels.")
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option("--val-fraction", default=1 / 3, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Share of the images in val.txt (halved into val and test when read).")
+@click.option("--classes", "num_object_classes", default=5, show_default=True,
+              type=click.IntRange(1, 5), help="Object classes (plus background).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a synthetic dataset made with other settings.")
+def data_synth(dest: Path, num_images: int, size: int, seed: int, val_fraction: float,
+               num_object_classes: int, overwrite: bool) -> None:
+    """Generate a synthetic dataset in the VOC layout in DEST (no-op if already there)."""
+    from pixelwise.data.synthetic import generate_synthetic
+
+    try:
+        layout = generate_synthetic(dest, num_images=num_images, size=size, seed=seed,
+                                    val_fraction=val_fraction,
+                                    num_object_classes=num_object_classes,
+                                    overwrite=overwrite, progress=True)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"{layout.root}: {num_images} images, {size}x{size} px, classes "
+               f"{', '.join(layout.spec.class_names)}")
+
+
+@cli.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("runs") / "demo", show_default=True,
+              help="Demo folder; the dataset goes to OUT/data.")
+@click.option("--n", "num_images", default=300, show_default=True, type=click.IntRange(min=2),
+              help="Synthetic images in all.")
+@click.option("--size", default=128, show_default=True, type=click.IntRange(min=16),
+              help="Image side in pixels.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the synthetic dataset.")
+def demo(out_dir: Path, num_images: int, size: int, seed: int) -> None:
+    """The main job on the embedded synthetic dataset (for now: generate and check it)."""
+    from pixelwise.demo import run_demo
+
+    try:
+        run_demo(out_dir, num_images=num_images, size=size, seed=seed, echo=click.echo)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+
+
 def main() -> None:
     cli()
