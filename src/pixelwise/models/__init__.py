@@ -1,0 +1,111 @@
+"""Segmentation models, chosen by name.
+
+    >>> from pixelwise.models import build_model
+    >>> model = build_model("deeplabv3", num_classes=21, backbone_weights="imagenet")
+
+Every model takes RGB images with values 0..255 ([B, H, W, 3], any float or integer type
+Keras accepts) and returns float32 logits [B, H, W, num_classes]; the backbone's own
+preprocessing is a layer inside the model, so saved and exported models take raw images.
+The models are plain functional Keras models without Lambda layers: ``model.save(
+"x.keras")`` and :func:`load_model` (``safe_mode`` on) give back identical outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from pixelwise.models.backbones import (
+    BACKBONE_NAMES,
+    FEATURE_LAYERS,
+    WeightsUnavailableError,
+    build_backbone,
+)
+from pixelwise.models.deeplabv3 import build_deeplabv3, build_deeplabv3plus
+from pixelwise.models.summary import ModelSize, count_multiply_adds, measure_model
+from pixelwise.models.unet import build_unet
+
+MODEL_NAMES = ("deeplabv3", "deeplabv3plus", "unet")
+DEFAULT_OUTPUT_STRIDE = {"deeplabv3": 16, "deeplabv3plus": 16, "unet": 32}
+
+
+def build_model(
+    name: str,
+    *,
+    num_classes: int,
+    input_shape: tuple[int | None, int | None, int] = (None, None, 3),
+    backbone: str = "resnet50",
+    output_stride: int | None = None,
+    backbone_weights: str | os.PathLike | None = None,
+    multi_grid: Sequence[int] | None = None,
+    width_multiplier: float = 1.0,
+    dropout: float = 0.1,
+    **options: Any,
+) -> keras.Model:
+    """Build the segmentation model ``name`` (one of :data:`MODEL_NAMES`).
+
+    Args:
+        name: ``"deeplabv3"``, ``"deeplabv3plus"`` or ``"unet"``.
+        num_classes: logit channels.
+        input_shape: ``(H, W, 3)``, None for sizes known at run time; H and W must be
+            multiples of the output stride (DeepLab) or of 32 (U-Net).
+        backbone: ``"resnet50"`` or ``"mobilenetv2"``.
+        output_stride: DeepLab: 16 (default) or 8. U-Net: its encoder runs at 32 (the
+            default); other values are refused.
+        backbone_weights: None (random), ``"imagenet"`` (downloaded by Keras; offline raises
+            :class:`WeightsUnavailableError`) or the path of a weights file.
+        multi_grid: DeepLab + ResNet50: conv5 rate multipliers, e.g. ``(1, 2, 4)``.
+        width_multiplier: MobileNetV2's alpha.
+        dropout: dropout rate before the classifier stage.
+        **options: passed to the builder: ``aspp_filters``, ``aspp_rates`` (DeepLab),
+            ``low_level_filters``, ``decoder_filters`` (DeepLab v3+, U-Net).
+    """
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if backbone not in BACKBONE_NAMES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONE_NAMES)}")
+    stride = DEFAULT_OUTPUT_STRIDE[name] if output_stride is None else output_stride
+    common = dict(
+        num_classes=num_classes, input_shape=tuple(input_shape), backbone=backbone,
+        backbone_weights=backbone_weights, width_multiplier=width_multiplier, dropout=dropout)
+    if name == "unet":
+        if stride != 32:
+            raise ValueError(
+                f"output_stride {stride}: the U-Net encoder runs at stride 32 (its skips are "
+                "at 1/2 .. 1/16); leave output_stride unset")
+        if multi_grid is not None:
+            raise ValueError("multi_grid applies to the DeepLab models only")
+        return build_unet(**common, **options)
+    builder = build_deeplabv3 if name == "deeplabv3" else build_deeplabv3plus
+    return builder(**common, output_stride=stride, multi_grid=multi_grid, **options)
+
+
+def load_model(path: str | os.PathLike, *, compile: bool = True) -> keras.Model:
+    """Load a model saved with ``model.save(path)`` (``.keras``), with safe mode on."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file; save one with model.save('x.keras')")
+    if path.suffix != ".keras":
+        raise ValueError(f"{path}: expected a .keras file written by model.save()")
+    return keras.saving.load_model(path, compile=compile, safe_mode=True)
+
+
+__all__ = [
+    "BACKBONE_NAMES",
+    "FEATURE_LAYERS",
+    "MODEL_NAMES",
+    "ModelSize",
+    "WeightsUnavailableError",
+    "build_backbone",
+    "build_deeplabv3",
+    "build_deeplabv3plus",
+    "build_model",
+    "build_unet",
+    "count_multiply_adds",
+    "load_model",
+    "measure_model",
+]
