@@ -144,6 +144,45 @@ def data_synth(dest: Path, num_images: int, size: int, seed: int, val_fraction: 
                f"{', '.join(layout.spec.class_names)}")
 
 
+@cli.group()
+def model() -> None:
+    """Build and describe the segmentation models."""
+
+
+@model.command("summary")
+@click.argument("name")
+@click.option("--input-size", default="384", show_default=True,
+              help="Image size: S for S x S, or HxW (e.g. 384x512).")
+@click.option("--backbone", default="resnet50", show_default=True,
+              help="resnet50 or mobilenetv2.")
+@click.option("--output-stride", default=None, type=int,
+              help="DeepLab: 16 (default) or 8; U-Net: 32.")
+@click.option("--num-classes", default=21, show_default=True, help="Logit channels.")
+@click.option("--width-multiplier", default=1.0, show_default=True,
+              help="MobileNetV2's alpha.")
+@click.option("--multi-grid/--no-multi-grid", default=False, show_default=True,
+              help="ResNet50 conv5 rates x (1, 2, 4).")
+def model_summary(name: str, input_size: str, backbone: str, output_stride: int | None,
+                  num_classes: int, width_multiplier: float, multi_grid: bool) -> None:
+    """Parameters and multiply-adds of model NAME (deeplabv3, deeplabv3plus, unet)."""
+    from pixelwise.models import build_model, measure_model
+
+    try:
+        height, _, width = input_size.lower().partition("x")
+        size = (int(height), int(width or height))
+    except ValueError as error:
+        raise click.BadParameter(f"{input_size!r}: expected S or HxW", param_hint="--input-size") from error
+    try:
+        built = build_model(
+            name, num_classes=num_classes, input_shape=(*size, 3), backbone=backbone,
+            output_stride=output_stride, width_multiplier=width_multiplier,
+            multi_grid=(1, 2, 4) if multi_grid else None)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    for line in measure_model(built, size).lines():
+        click.echo(line)
+
+
 @cli.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("runs") / "demo", show_default=True,
