@@ -2,7 +2,8 @@
 
 Three classes with pure colours far apart: 0 red, 1 green, 2 blue; the ignore label 255 is
 white. Every image is a grid of flat cells of random classes with 3-pixel ignore bands on
-some cell borders, saved as JPEG (quality 95); its annotation is the matching palette PNG.
+some cell borders, saved as JPEG (quality 95, no chroma subsampling, so colour edges stay
+within a pixel); its annotation is the matching palette PNG.
 
 ``colors_to_labels`` reads an (augmented) image back into labels: a saturated pixel is the
 class of its strongest channel, a gray one (white, or the mean-colour padding) is 255. The
@@ -77,7 +78,7 @@ def make_aligned_voc(root: Path, sizes: dict[str, list[tuple[int, int]]], seed: 
         for name, (height, width) in zip(names, split_sizes):
             label_map = make_label_map(height, width, rng)
             Image.fromarray(label_colors(label_map)).save(root / "JPEGImages" / f"{name}.jpg",
-                                                          quality=95)
+                                                          quality=95, subsampling=0)
             write_label(root / "SegmentationClass" / f"{name}.png", label_map, SPEC)
         (root / "ImageSets/Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
     return root

@@ -7,11 +7,12 @@
 
 Everything is TensorFlow ops, so the map runs in parallel without Python's interpreter
 lock: JPEGs decode with ``tf.io.decode_jpeg`` (grayscale and CMYK files come out RGB, and
-the accurate integer IDCT gives the same pixels as PIL), annotations are PNGs read as class
+the accurate integer IDCT gives the same pixels as PIL); annotations are PNGs read as class
 indices, equal to ``palette.read_label`` (a single-channel PNG directly; a palette PNG by
 swapping its palette for a gray ramp, so the decoded values are the indices whatever the
-palette's colours). Values that are neither a class nor the ignore label, and PNGs that are
-not palette or 8-bit single-channel images, stop the pipeline with an error naming the file.
+palette's colours). Values that are neither a class nor the ignore label, images that are
+not JPEGs, annotations that are not palette or 8-bit single-channel PNGs, and pairs of
+different sizes stop the pipeline with an error naming the file.
 
 Training augmentation (``augment``), applied to image and label with the same random draw:
 
@@ -22,9 +23,9 @@ Training augmentation (``augment``), applied to image and label with the same ra
 - ``"none"``: resize to ``input_size`` only (no flip, no colour jitter).
 
 then (textbook and deeplab) a horizontal flip with probability 1/2, and on the image only
-hue +-0.1, brightness +-0.1 and contrast 0.8-1.2 (on the 0..1 scale), clipped. Labels are
-resized with nearest neighbour only and padded with the ignore label, so no new value ever
-appears in them.
+hue +-0.1 turn (a rotation in YIQ, see ``jitter_colors``), brightness +-0.1 (of the range)
+and contrast 0.8-1.2, clipped. Labels are resized with nearest neighbour only and padded
+with the ignore label, so no new value ever appears in them.
 
 Evaluation (``training=False``): ``eval_resolution="resized"`` resizes to ``input_size``
 (the textbook's protocol); ``"original"`` keeps each image at its size, pads it at the
@@ -183,22 +184,14 @@ def open_source(source: str | Path | DataSource) -> DataSource:
 
 
 def decode_image(contents: tf.Tensor, source: tf.Tensor | str = "image") -> tf.Tensor:
-    """Encoded image bytes -> uint8 RGB [H, W, 3].
+    """JPEG bytes -> uint8 RGB [H, W, 3]; grayscale and CMYK JPEGs come out RGB too.
 
-    JPEGs (including grayscale and CMYK ones) use the accurate integer IDCT, which gives
-    the same pixels as PIL; PNG, GIF and BMP go through ``tf.io.decode_image``.
+    The accurate integer IDCT gives the same pixels as PIL. Other formats raise an error
+    naming ``source`` (the VOC layout, and ``pixelwise data check``, want JPEGs).
     """
-    signature = tf.strings.substr(contents, 0, 4)
-    known = tf.reduce_any(tf.stack([
-        tf.io.is_jpeg(contents), tf.equal(signature, PNG_SIGNATURE[:4]),
-        tf.equal(tf.strings.substr(signature, 0, 3), b"GIF"),
-        tf.equal(tf.strings.substr(signature, 0, 2), b"BM")]))
-    check = _check(known, source, ": not a JPEG, PNG, GIF or BMP image")
+    check = _check(tf.io.is_jpeg(contents), source, ": not a JPEG image; re-save it as JPEG")
     with tf.control_dependencies([check]):
-        image = tf.cond(
-            tf.io.is_jpeg(contents),
-            lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
-            lambda: tf.io.decode_image(contents, channels=3, expand_animations=False))
+        image = tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE")
     return tf.ensure_shape(image, [None, None, 3])
 
 
@@ -235,11 +228,17 @@ def decode_label(contents: tf.Tensor, spec: DatasetSpec,
 def check_label_values(label_map: tf.Tensor, spec: DatasetSpec,
                        source: tf.Tensor | str = "annotation") -> tf.Tensor:
     """``label_map`` unchanged, after checking every value is a class or the ignore label."""
-    stray = tf.logical_and(label_map >= spec.num_classes,
-                           tf.not_equal(label_map, spec.ignore_label))
+    def stray():
+        return tf.logical_and(label_map >= spec.num_classes,
+                              tf.not_equal(label_map, spec.ignore_label))
+
+    if spec.ignore_label == 255:  # one pass: in uint8, 255 + 1 wraps round to 0
+        valid = tf.reduce_max(label_map + tf.constant(1, tf.uint8)) <= spec.num_classes
+    else:
+        valid = tf.logical_not(tf.reduce_any(stray()))
     check = _check(
-        tf.logical_not(tf.reduce_any(stray)),
-        source, ": label value ", tf.reduce_max(tf.where(stray, label_map, 0)),
+        valid, source, ": label value ",
+        lambda: tf.reduce_max(tf.where(stray(), label_map, tf.zeros_like(label_map))),
         f" (the largest stray one) is not a class (0..{spec.num_classes - 1}) or the ignore "
         f"label {spec.ignore_label}")
     with tf.control_dependencies([check]):
@@ -251,8 +250,8 @@ def _palette_png_indices(contents: tf.Tensor, bit_depth: tf.Tensor, source) -> t
 
     ``tf.io.decode_png`` only gives a palette PNG's colours, so the file's PLTE chunk is
     swapped for a full gray ramp (entry i -> (i, i, i) for every index the bit depth
-    allows, chunks precomputed with their CRCs) and the red channel of the decoded copy is
-    the index map, whatever colours (or how few entries) the file's palette holds.
+    allows, chunks precomputed with their CRCs) and the copy decoded as gray is the index
+    map, whatever colours (or how few entries) the file's palette holds.
     """
     position, length = _png_palette_chunk(contents, source)
     size = tf.cast(tf.strings.length(contents, unit="BYTE"), tf.int64)
@@ -262,7 +261,7 @@ def _palette_png_indices(contents: tf.Tensor, bit_depth: tf.Tensor, source) -> t
         tf.gather(_GRAY_RAMP_CHUNKS, tf.cast(bit_depth, tf.int32)),
         tf.strings.substr(contents, chunk_end, size - chunk_end),
     ])
-    return tf.io.decode_png(recoloured, channels=3)[..., 0]
+    return tf.io.decode_png(recoloured, channels=1)[..., 0]
 
 
 def _png_palette_chunk(contents: tf.Tensor, source) -> tuple[tf.Tensor, tf.Tensor]:
@@ -314,17 +313,29 @@ def _gray_ramp_chunks() -> list[bytes]:
 _GRAY_RAMP_CHUNKS = _gray_ramp_chunks()
 
 
-def _check(condition: tf.Tensor, *parts) -> tf.Operation:
-    """An assertion whose message is ``parts`` joined (strings, numbers, shapes as HxW)."""
+def _check(condition: tf.Tensor, *parts) -> tf.Tensor | tf.Operation | None:
+    """An assertion that ``condition`` holds, for ``tf.control_dependencies``.
+
+    Its message, ``parts`` joined (strings, numbers, shapes as HxW; a callable is called
+    for its value), is only built when the assertion fails.
+    """
     def text(part):
         if isinstance(part, str):
             return part
-        part = tf.convert_to_tensor(part)
+        part = tf.convert_to_tensor(part() if callable(part) else part)
         if part.dtype != tf.string:
             part = tf.strings.as_string(tf.cast(part, tf.int64))
         return tf.strings.reduce_join(part, separator="x") if part.shape.rank else part
 
-    return tf.debugging.Assert(condition, [tf.strings.join([text(part) for part in parts])])
+    def fail():
+        message = tf.strings.join([text(part) for part in parts])
+        with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
+            return tf.constant(False)
+
+    if all(isinstance(part, (str, tf.Tensor)) and getattr(part, "dtype", tf.string) == tf.string
+           for part in parts):  # a cheap message: no branch needed
+        return tf.debugging.Assert(condition, [tf.strings.join(list(parts))])
+    return tf.cond(condition, lambda: tf.constant(True), fail)
 
 
 def decode_example(raw: dict, spec: DatasetSpec) -> dict:
@@ -333,8 +344,8 @@ def decode_example(raw: dict, spec: DatasetSpec) -> dict:
     label_map = decode_label(raw["label_bytes"], spec, raw["label_source"])
     same_size = tf.reduce_all(tf.equal(tf.shape(image)[:2], tf.shape(label_map)))
     check = _check(same_size, raw["label_source"], ": annotation is ",
-                   tf.shape(label_map), " but the image ", raw["image_source"], " is ",
-                   tf.shape(image)[:2], " (height x width)")
+                   lambda: tf.shape(label_map), " but the image ", raw["image_source"], " is ",
+                   lambda: tf.shape(image)[:2], " (height x width)")
     with tf.control_dependencies([check]):
         return {"name": raw["name"], "image": tf.identity(image),
                 "label": tf.identity(label_map)}
@@ -347,8 +358,20 @@ def resize_pair(image: tf.Tensor, label_map: tf.Tensor,
                 size: tf.Tensor | Sequence[int]) -> tuple[tf.Tensor, tf.Tensor]:
     """Image bilinear (float32 out), label nearest neighbour (values kept), to ``size``."""
     image = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
-    label_map = tf.image.resize(label_map[..., tf.newaxis], size, method="nearest")[..., 0]
-    return image, label_map
+    return image, resize_nearest(label_map, size)
+
+
+def resize_nearest(label_map: tf.Tensor, size: tf.Tensor | Sequence[int]) -> tf.Tensor:
+    """[H, W] -> ``size`` by nearest neighbour, the same pixels as ``tf.image.resize``'s
+    "nearest" (half-pixel centres), as two gathers (several times faster on uint8)."""
+    def source_indices(source_size, target_size):
+        scale = tf.cast(source_size, tf.float32) / tf.cast(target_size, tf.float32)
+        centres = (tf.range(target_size, dtype=tf.float32) + 0.5) * scale
+        return tf.minimum(tf.cast(tf.floor(centres), tf.int32), source_size - 1)
+
+    shape = tf.shape(label_map)
+    rows = tf.gather(label_map, source_indices(shape[0], size[0]))
+    return tf.transpose(tf.gather(tf.transpose(rows), source_indices(shape[1], size[1])))
 
 
 def pad_pair(image: tf.Tensor, label_map: tf.Tensor, height: tf.Tensor, width: tf.Tensor,
@@ -364,83 +387,118 @@ def pad_pair(image: tf.Tensor, label_map: tf.Tensor, height: tf.Tensor, width: t
 
 
 def crop_pair(image: tf.Tensor, label_map: tf.Tensor, height: int, width: int,
-              seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """The same random height x width window of both (they must be at least that large)."""
-    offset_seeds = tf.random.experimental.stateless_split(seed, 2)
+              top_draw: tf.Tensor, left_draw: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The same height x width window of both (at least that large); its offsets come
+    from uniform draws in [0, 1)."""
     shape = tf.shape(label_map)
-    top = tf.random.stateless_uniform([], offset_seeds[0], 0, shape[0] - height + 1, tf.int32)
-    left = tf.random.stateless_uniform([], offset_seeds[1], 0, shape[1] - width + 1, tf.int32)
+    top, left = _draw_int(top_draw, shape[0] - height), _draw_int(left_draw, shape[1] - width)
     image = tf.slice(image, [top, left, 0], [height, width, 3])
     label_map = tf.slice(label_map, [top, left], [height, width])
     return image, label_map
 
 
+def _draw_int(draw: tf.Tensor, limit: tf.Tensor) -> tf.Tensor:
+    """A uniform integer in 0..limit from a uniform draw in [0, 1)."""
+    return tf.minimum(tf.cast(draw * tf.cast(limit + 1, tf.float32), tf.int32), limit)
+
+
 def textbook_geometry(image: tf.Tensor, label_map: tf.Tensor, size: tuple[int, int],
-                      seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                      draws: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Resize to ``size`` enlarged by TEXTBOOK_ENLARGE and crop ``size``, or plain resize,
-    each with probability 1/2."""
-    height, width = size
-    choice_seed, scale_seed, crop_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 3))
-    crop = tf.random.stateless_uniform([], choice_seed) < 0.5
-    scale = tf.where(crop, tf.random.stateless_uniform([], scale_seed, *TEXTBOOK_ENLARGE), 1.0)
-    enlarged = tf.cast(tf.math.ceil(tf.constant([height, width], tf.float32) * scale), tf.int32)
+    each with probability 1/2. ``draws``: 4 uniforms in [0, 1)."""
+    choice, scale_draw, top_draw, left_draw = tf.unstack(draws)
+    low, high = TEXTBOOK_ENLARGE
+    scale = tf.where(choice < 0.5, low + scale_draw * (high - low), 1.0)
+    enlarged = tf.cast(tf.math.ceil(tf.constant(size, tf.float32) * scale), tf.int32)
     image, label_map = resize_pair(image, label_map, enlarged)
-    return crop_pair(image, label_map, height, width, crop_seed)
+    return crop_pair(image, label_map, size[0], size[1], top_draw, left_draw)
 
 
 def deeplab_geometry(image: tf.Tensor, label_map: tf.Tensor, size: tuple[int, int],
-                     seed: tf.Tensor, ignore_label: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """DeepLab's recipe: random scale in DEEPLAB_SCALES, pad (mean / ignore), random crop."""
-    height, width = size
-    scale_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    scale = tf.random.stateless_uniform([], scale_seed, *DEEPLAB_SCALES)
+                     draws: tf.Tensor, ignore_label: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """DeepLab's recipe: random scale in DEEPLAB_SCALES, pad (mean colour / ignore label)
+    to at least ``size``, random ``size`` crop. ``draws``: 4 uniforms in [0, 1)."""
+    scale_draw, top_draw, left_draw, _ = tf.unstack(draws)
+    low, high = DEEPLAB_SCALES
+    scale = low + scale_draw * (high - low)
     scaled = tf.maximum(tf.cast(tf.round(tf.cast(tf.shape(label_map), tf.float32) * scale),
                                 tf.int32), 1)
     image, label_map = resize_pair(image, label_map, scaled)
-    image, label_map = pad_pair(image, label_map, height, width, ignore_label)
-    return crop_pair(image, label_map, height, width, crop_seed)
-
-
-def flip_pair(image: tf.Tensor, label_map: tf.Tensor,
-              seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Mirror both left-right with probability 1/2."""
-    flip = tf.random.stateless_uniform([], seed) < 0.5
-    return tf.cond(flip, lambda: (tf.reverse(image, [1]), tf.reverse(label_map, [1])),
-                   lambda: (image, label_map))
-
-
-def jitter_colors(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Hue, brightness and contrast jitter on a float 0..255 image, clipped to 0..255."""
-    hue_seed, brightness_seed, contrast_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 3))
-    image = image / 255.0
-    image = tf.image.stateless_random_hue(image, HUE_DELTA, hue_seed)
-    image = tf.image.stateless_random_brightness(image, BRIGHTNESS_DELTA, brightness_seed)
-    image = tf.image.stateless_random_contrast(image, *CONTRAST_RANGE, contrast_seed)
-    return tf.clip_by_value(image, 0.0, 1.0) * 255.0
+    image, label_map = pad_pair(image, label_map, size[0], size[1], ignore_label)
+    return crop_pair(image, label_map, size[0], size[1], top_draw, left_draw)
 
 
 def augment_example(example: dict, seed: tf.Tensor, *, size: tuple[int, int], augment: str,
                     ignore_label: int) -> dict:
-    """A training example: geometry, flip and colour jitter as ``augment`` says.
+    """A training example: the geometry ``augment`` names, then (textbook, deeplab) a
+    left-right flip of image and label with probability 1/2 and the image's colour jitter.
 
-    ``seed`` is a stateless seed (int64 [2]); the same seed gives the same result.
+    ``seed`` is a stateless seed (int64 [2]): the same seed gives the same result. Returns
+    {"name", "image": float32 [*size, 3], "label": uint8 [*size]}.
     """
-    geometry_seed, flip_seed, color_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 3))
+    draws = tf.random.stateless_uniform([8], seed)
     image, label_map = example["image"], example["label"]
     if augment == "deeplab":
-        image, label_map = deeplab_geometry(image, label_map, size, geometry_seed, ignore_label)
+        image, label_map = deeplab_geometry(image, label_map, size, draws[:4], ignore_label)
     elif augment == "textbook":
-        image, label_map = textbook_geometry(image, label_map, size, geometry_seed)
+        image, label_map = textbook_geometry(image, label_map, size, draws[:4])
     else:
         image, label_map = resize_pair(image, label_map, size)
     if augment != "none":
-        image, label_map = flip_pair(image, label_map, flip_seed)
-        image = jitter_colors(image, color_seed)
+        image, label_map = tf.cond(
+            draws[4] < 0.5, lambda: (tf.reverse(image, [1]), tf.reverse(label_map, [1])),
+            lambda: (image, label_map))
+        image = jitter_colors(image, draws[5:])
     return {"name": example["name"], "image": tf.ensure_shape(image, [*size, 3]),
             "label": tf.ensure_shape(label_map, list(size))}
+
+
+def jitter_colors(image: tf.Tensor, draws: tf.Tensor) -> tf.Tensor:
+    """Hue, brightness and contrast jitter of a float 0..255 RGB image [H, W, 3], clipped
+    to 0..255; ``draws``, 3 uniforms in [0, 1), pick the amounts.
+
+    Hue turns the chroma plane of YIQ by up to HUE_DELTA of a turn (luma kept), the fast
+    stand-in for an HSV hue shift that TensorFlow's ``random_hsv_in_yiq`` used; brightness
+    adds up to BRIGHTNESS_DELTA (of the 0..255 range); contrast scales each channel's
+    distance from its mean by CONTRAST_RANGE, as ``tf.image.adjust_contrast`` does. The
+    three compose into one affine colour map applied in a single pass: about 3x cheaper
+    than ``tf.image.adjust_hue`` alone on a 384x384 crop.
+    """
+    hue_draw, brightness_draw, contrast_draw = tf.unstack(draws)
+    hue_angle = 2 * np.pi * HUE_DELTA * (2.0 * hue_draw - 1.0)
+    brightness = 255.0 * BRIGHTNESS_DELTA * (2.0 * brightness_draw - 1.0)
+    low, high = CONTRAST_RANGE
+    contrast = low + contrast_draw * (high - low)
+    shape = tf.shape(image)
+    # Channel means summing rows first: a fraction of reduce_mean's time over [H, W, 3].
+    means = tf.reduce_sum(tf.reduce_sum(image, axis=0), axis=0) / tf.cast(
+        shape[0] * shape[1], tf.float32)
+    matrix, offset = color_jitter_transform(hue_angle, brightness, contrast, means)
+    pixels = tf.nn.bias_add(tf.matmul(tf.reshape(image, [-1, 3]), matrix, transpose_b=True),
+                            offset)
+    return tf.reshape(tf.clip_by_value(pixels, 0.0, 255.0), shape)
+
+
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
+                        [0.596, -0.274, -0.322],
+                        [0.211, -0.523, 0.312]], dtype=np.float32)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype(np.float32)
+
+
+def color_jitter_transform(hue_angle: tf.Tensor, brightness: tf.Tensor, contrast: tf.Tensor,
+                           channel_means: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(matrix [3, 3], offset [3]) with out = matrix @ rgb + offset equal to: turn the hue
+    by ``hue_angle`` radians in YIQ, add ``brightness``, then scale each channel's distance
+    from its mean by ``contrast`` (``channel_means``: the input's per-channel means)."""
+    cos, sin = tf.cos(hue_angle), tf.sin(hue_angle)
+    zero, one = tf.zeros_like(cos), tf.ones_like(cos)
+    rotation = tf.stack([tf.stack([one, zero, zero]), tf.stack([zero, cos, -sin]),
+                         tf.stack([zero, sin, cos])])
+    hue_matrix = _YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ
+    # contrast((H x + b) - mean) + mean, with mean = H means + b, is c H x + (1 - c) H means + b
+    matrix = contrast * hue_matrix
+    offset = (1.0 - contrast) * tf.linalg.matvec(hue_matrix, channel_means) + brightness
+    return matrix, offset
 
 
 def evaluation_example(example: dict, *, size: tuple[int, int], eval_resolution: str,
@@ -522,13 +580,15 @@ def make_dataset(source: str | Path | DataSource, split: str, *, batch_size: int
         return decode_example(data_source.read(element), spec)
 
     if training:
-        augment_fn = _bind(augment_example, size=size, augment=augment,
-                           ignore_label=spec.ignore_label)
+        def augment_fn(example, random_value):
+            return augment_example(example, tf.stack([random_value, seed]), size=size,
+                                   augment=augment, ignore_label=spec.ignore_label)
+
         if cache is None:
             elements = data_source.elements(split, split_seed, shuffle_seed=seed,
                                             shuffle_buffer=shuffle_buffer)
-            examples = tf.data.Dataset.zip(elements, _seeds(seed)).map(
-                lambda element, element_seed: augment_fn(read_and_decode(element), element_seed),
+            examples = tf.data.Dataset.zip(elements, _random_values(seed)).map(
+                lambda element, random_value: augment_fn(read_and_decode(element), random_value),
                 num_parallel_calls=AUTOTUNE, deterministic=True)
         else:
             decoded = data_source.elements(split, split_seed, shuffle_seed=None,
@@ -537,7 +597,7 @@ def make_dataset(source: str | Path | DataSource, split: str, *, batch_size: int
             decoded = _cache(decoded, cache, key=(split, split_seed, "train"))
             shuffled = decoded.shuffle(min(shuffle_buffer, num_examples), seed=seed,
                                        reshuffle_each_iteration=True)
-            examples = tf.data.Dataset.zip(shuffled, _seeds(seed)).map(
+            examples = tf.data.Dataset.zip(shuffled, _random_values(seed)).map(
                 augment_fn, num_parallel_calls=AUTOTUNE, deterministic=True)
         batch_shape = size
     else:
@@ -564,18 +624,18 @@ def make_dataset(source: str | Path | DataSource, split: str, *, batch_size: int
     batch_dim = batch_size if drop_remainder else None
     height, width = batch_shape if batch_shape is not None else (None, None)
 
-    def to_tuple(batch):
+    def finish(batch):
         images = tf.ensure_shape(batch["image"], [batch_dim, height, width, 3])
         labels = tf.ensure_shape(batch["label"], [batch_dim, height, width])
         return (images, labels, batch["name"]) if with_names else (images, labels)
 
-    return batches.map(to_tuple).prefetch(AUTOTUNE)
+    return batches.map(finish).prefetch(AUTOTUNE)
 
 
-def _seeds(seed: int) -> tf.data.Dataset:
-    """Per-element stateless seeds (int64 [2]): seed-determined, new for each iteration."""
-    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(
-        lambda value: tf.stack([value, tf.constant(seed, tf.int64)]))
+def _random_values(seed: int) -> tf.data.Dataset:
+    """One int64 per element, the first half of its stateless seed (the second is ``seed``):
+    seed-determined, and new for each iteration of the dataset."""
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
 
 
 def _cache(dataset: tf.data.Dataset, cache: str | Path, key: tuple) -> tf.data.Dataset:

@@ -1,0 +1,305 @@
+"""Input pipeline throughput: the textbook's tf.data pipeline against pixelwise's.
+
+    python benchmarks/pipeline.py                  # 400 images, 1 and 2 cores
+    python benchmarks/pipeline.py --images 16 --out /tmp/RESULTS.md   # a quick check
+
+Generates VOC-sized data in a temporary folder (500x375 JPEGs with photo-like texture and
+palette PNG annotations with VOC's 21 classes and 255 boundaries), prepares it as records,
+then measures training batches (384x384 crops, every augmentation) per second for
+
+- textbook: the pipeline as the chapter has it: file names from a Python generator,
+  JPEG decoded by TF, the annotation loaded with PIL through ``tf.numpy_function``,
+  crop-or-resize, flip, hue/brightness/contrast, shuffle, batch, prefetch;
+- ours, from the folder and from records (``pixelwise.data.pipeline.make_dataset``),
+
+each on a first pass (no tf.data cache; one warm-up pass before, so both read files from
+the page cache and pay no tracing) and, for the cached variants, a pass served from the
+in-memory cache. Each core count runs in its own process pinned with
+``os.sched_setaffinity`` before TensorFlow is imported, so TensorFlow sizes its thread
+pools to the cores it may use. Figures and ratios go to ``--out`` (benchmarks/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+IMAGE_SIZE = (375, 500)  # height, width
+GOAL_VS_TEXTBOOK = 1.5
+GOAL_SCALING = 1.7
+
+
+# --------------------------------------------------------------------------- data
+
+
+def make_voc_sized_data(root: Path, count: int, seed: int = 0) -> Path:
+    """``count`` VOC-sized pairs in the VOC layout under ``root``; a train.txt lists them."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    from pixelwise.data.palette import write_label
+
+    rng = np.random.default_rng(seed)
+    for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    height, width = IMAGE_SIZE
+    names = [f"bench_{index:05d}" for index in range(count)]
+    for name in names:
+        # Photo-like content: smooth colour fields plus fine noise, so JPEGs compress
+        # (and decode) like VOC's ~100 kB photos rather than flat test patterns.
+        coarse = rng.integers(0, 256, size=(height // 25, width // 25, 3), dtype=np.uint8)
+        picture = Image.fromarray(coarse).resize((width, height), Image.BICUBIC)
+        noise = rng.normal(0, 18, size=(height, width, 3))
+        pixels = np.clip(np.asarray(picture, dtype=np.float32) + noise, 0, 255).astype(np.uint8)
+        label_image = Image.new("L", (width, height), 0)
+        draw = ImageDraw.Draw(label_image)
+        for _ in range(int(rng.integers(1, 4))):
+            points = [(float(rng.uniform(0, width)), float(rng.uniform(0, height)))
+                      for _ in range(int(rng.integers(3, 8)))]
+            draw.polygon(points, fill=int(rng.integers(1, 21)), outline=255, width=5)
+        Image.fromarray(pixels).filter(ImageFilter.SMOOTH).save(
+            root / "JPEGImages" / f"{name}.jpg", quality=90)
+        write_label(root / "SegmentationClass" / f"{name}.png", np.asarray(label_image))
+    (root / "ImageSets/Segmentation/train.txt").write_text("\n".join(names) + "\n")
+    return root
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+def textbook_dataset(voc_root: Path, *, batch_size: int, crop_size: int, seed: int):
+    """The textbook's pipeline, written as the chapter has it (stateful random ops, PIL
+    through ``tf.numpy_function`` for the annotations, a Python generator of file names)."""
+    import tensorflow as tf
+    from PIL import Image
+
+    names = (voc_root / "ImageSets/Segmentation/train.txt").read_text().split()
+    image_files = [str(voc_root / "JPEGImages" / f"{name}.jpg") for name in names]
+    label_files = [str(voc_root / "SegmentationClass" / f"{name}.png") for name in names]
+
+    def file_names():
+        for image_file, label_file in zip(image_files, label_files):
+            yield image_file, label_file
+
+    def load_label(label_file):
+        return np.asarray(Image.open(label_file.decode()), dtype=np.uint8)
+
+    def parse(image_file, label_file):
+        image = tf.io.decode_jpeg(tf.io.read_file(image_file), channels=3)
+        image = tf.image.convert_image_dtype(image, tf.float32)
+        label = tf.numpy_function(load_label, [label_file], tf.uint8)
+        label.set_shape([None, None])
+        return image, label[..., tf.newaxis]
+
+    def resize(image, label, size):
+        return (tf.image.resize(image, size),
+                tf.image.resize(label, size, method=tf.image.ResizeMethod.NEAREST_NEIGHBOR))
+
+    def augment(image, label):
+        # Resize to a larger size then random crop, or plain resize, chosen at random.
+        def resize_and_crop():
+            larger = tf.cast(crop_size * tf.random.uniform([], 1.0, 1.25), tf.int32)
+            big_image, big_label = resize(image, label, [larger, larger])
+            stacked = tf.concat([big_image, tf.cast(big_label, tf.float32)], axis=-1)
+            stacked = tf.image.random_crop(stacked, [crop_size, crop_size, 4])
+            return stacked[..., :3], tf.cast(stacked[..., 3:], tf.uint8)
+
+        image, label = tf.cond(tf.random.uniform([]) < 0.5, resize_and_crop,
+                               lambda: resize(image, label, [crop_size, crop_size]))
+        stacked = tf.concat([image, tf.cast(label, tf.float32)], axis=-1)
+        stacked = tf.image.random_flip_left_right(stacked)
+        image, label = stacked[..., :3], tf.cast(stacked[..., 3], tf.uint8)
+        image = tf.image.random_hue(image, 0.1)
+        image = tf.image.random_brightness(image, 0.1)
+        image = tf.image.random_contrast(image, 0.8, 1.2)
+        return tf.clip_by_value(image, 0.0, 1.0) * 255.0, label
+
+    dataset = tf.data.Dataset.from_generator(
+        file_names, output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string)))
+    dataset = dataset.shuffle(1000, seed=seed)
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def ours_dataset(source: Path, *, batch_size: int, crop_size: int, seed: int, cache: bool):
+    from pixelwise.data.pipeline import make_dataset
+
+    return make_dataset(source, "train", batch_size=batch_size, input_size=crop_size,
+                        training=True, seed=seed, augment="textbook",
+                        cache="memory" if cache else None, drop_remainder=False)
+
+
+def images_per_second(dataset) -> float:
+    """One full pass over ``dataset``, timed."""
+    count = 0
+    start = time.perf_counter()
+    for images, _ in dataset:
+        count += int(images.shape[0])
+    return count / (time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def run_worker(arguments: argparse.Namespace) -> None:
+    """Measure every variant on the cores given (pinned before TensorFlow loads)."""
+    cpus = [int(cpu) for cpu in arguments.cpus.split(",")]
+    os.sched_setaffinity(0, cpus)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf  # noqa: F401  (after pinning: thread pools follow the affinity)
+
+    settings = dict(batch_size=arguments.batch_size, crop_size=arguments.crop, seed=0)
+    folder, records = Path(arguments.data), Path(arguments.records)
+    builders = {
+        ("textbook", "folder"): lambda: textbook_dataset(folder, **settings),
+        ("ours", "folder"): lambda: ours_dataset(folder, cache=False, **settings),
+        ("ours", "records"): lambda: ours_dataset(records, cache=False, **settings),
+    }
+    results = []
+    for (pipeline, source), build in builders.items():
+        dataset = build()
+        images_per_second(dataset)  # warm-up: tracing, thread pools, page cache
+        results.append({"pipeline": pipeline, "source": source, "pass": "first",
+                        "images_per_second": images_per_second(dataset)})
+    for source, path in (("folder", folder), ("records", records)):
+        dataset = ours_dataset(path, cache=True, **settings)
+        images_per_second(dataset)  # fills the cache
+        results.append({"pipeline": "ours", "source": source, "pass": "cached",
+                        "images_per_second": images_per_second(dataset)})
+    print(json.dumps({"cores": len(cpus), "results": results}))
+
+
+# --------------------------------------------------------------------------- report
+
+
+def measure(arguments: argparse.Namespace, cores: int, folder: Path, records: Path) -> dict:
+    available = sorted(os.sched_getaffinity(0))
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker",
+               "--cpus", ",".join(str(cpu) for cpu in available[:cores]),
+               "--data", str(folder), "--records", str(records),
+               "--batch-size", str(arguments.batch_size), "--crop", str(arguments.crop)]
+    finished = subprocess.run(command, capture_output=True, text=True)
+    if finished.returncode != 0:
+        raise RuntimeError(f"worker on {cores} core(s) failed:\n{finished.stderr[-4000:]}")
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
+def write_report(path: Path, arguments: argparse.Namespace, by_cores: dict[int, dict]) -> str:
+    def figure(cores, pipeline, source, passed):
+        for result in by_cores.get(cores, {}).get("results", []):
+            if (result["pipeline"], result["source"], result["pass"]) == (pipeline, source,
+                                                                         passed):
+                return result["images_per_second"]
+        return None
+
+    def ratio(numerator, denominator):
+        return f"{numerator / denominator:.2f}x" if numerator and denominator else "n/a"
+
+    core_counts = sorted(by_cores)
+    rows = [("textbook", "folder", "first"), ("ours", "folder", "first"),
+            ("ours", "records", "first"), ("ours", "folder", "cached"),
+            ("ours", "records", "cached")]
+    lines = [
+        "# Input pipeline throughput",
+        "",
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python benchmarks/"
+        f"pipeline.py --images {arguments.images} --batch-size {arguments.batch_size} "
+        f"--crop {arguments.crop}` on {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} logical CPUs ({_cpu_model()}).",
+        "",
+        f"{arguments.images} VOC-sized pairs (500x375 JPEG + palette PNG), "
+        f"{arguments.crop}x{arguments.crop} training crops with every augmentation "
+        f"(crop-or-resize, flip, hue, brightness, contrast), batches of {arguments.batch_size}. "
+        "Images per second over one pass, after a warm-up pass; \"cached\" is a pass "
+        "served from the in-memory cache of decoded examples. The textbook's hue jitter is "
+        "`tf.image.random_hue` (HSV); ours turns hue in YIQ, folded with brightness and "
+        "contrast into one affine colour map (`pixelwise.data.pipeline.jitter_colors`).",
+        "",
+        "| pipeline | source | pass | " + " | ".join(f"{c} core{'s' * (c > 1)}"
+                                                     for c in core_counts) + " | scaling |",
+        "|---|---|---|" + "---:|" * len(core_counts) + "---:|",
+    ]
+    for pipeline, source, passed in rows:
+        figures = [figure(c, pipeline, source, passed) for c in core_counts]
+        cells = [f"{value:.0f}" if value else "n/a" for value in figures]
+        scaling = ratio(figures[-1], figures[0]) if len(figures) > 1 else "n/a"
+        lines.append(f"| {pipeline} | {source} | {passed} | " + " | ".join(cells)
+                     + f" | {scaling} |")
+    most = core_counts[-1]
+    textbook = figure(most, "textbook", "folder", "first")
+    lines += ["", f"Goals ({most} cores unless said):", ""]
+    for source in ("folder", "records"):
+        ours = figure(most, "ours", source, "first")
+        met = ours and textbook and ours / textbook >= GOAL_VS_TEXTBOOK
+        lines.append(f"- ours from {source} / textbook, first pass: {ratio(ours, textbook)} "
+                     f"(goal >= {GOAL_VS_TEXTBOOK}x: {'met' if met else 'not met'})")
+    if len(core_counts) > 1:
+        for source in ("folder", "records"):
+            low = figure(core_counts[0], "ours", source, "first")
+            high = figure(most, "ours", source, "first")
+            met = low and high and high / low >= GOAL_SCALING
+            lines.append(f"- ours from {source}, {most} cores / {core_counts[0]} core: "
+                         f"{ratio(high, low)} (goal >= {GOAL_SCALING}x: "
+                         f"{'met' if met else 'not met'})")
+    text = "\n".join(lines) + "\n"
+    path.write_text(text)
+    return text
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=400, help="Pairs to generate.")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=384, help="Training crop side.")
+    parser.add_argument("--cores", default="1,2", help="Core counts to measure, e.g. 1,2.")
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cpus", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--records", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.worker:
+        run_worker(arguments)
+        return
+    core_counts = sorted({int(cores) for cores in arguments.cores.split(",")})
+    available = len(os.sched_getaffinity(0))
+    if core_counts[-1] > available:
+        raise SystemExit(f"--cores asks for {core_counts[-1]} cores; this process may use "
+                         f"{available}")
+    with tempfile.TemporaryDirectory(prefix="pixelwise-bench-") as scratch:
+        folder = make_voc_sized_data(Path(scratch) / "voc", arguments.images)
+        records = Path(scratch) / "records"
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from pixelwise.data.records import prepare_records
+
+        prepare_records(folder, records, ("train",))
+        by_cores = {}
+        for cores in core_counts:
+            print(f"measuring on {cores} core(s) ...", flush=True)
+            by_cores[cores] = measure(arguments, cores, folder, records)
+    print(write_report(arguments.out, arguments, by_cores))
+
+
+if __name__ == "__main__":
+    main()
