@@ -133,7 +133,8 @@ def test_folder_with_grayscale_jpeg_and_mismatched_sizes(tmp_path):
     assert images.shape == (2, 32, 32, 3)
     write_label(root / "SegmentationClass/train_001.png", np.zeros((40, 64), np.uint8), SPEC)
     dataset = make_dataset(root, "train", batch_size=1, input_size=32, training=False)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"train_001.png: annotation is 40x64 but the image .*train_001.jpg is 48x64"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"train_001.png: annotation is "
+                       r"40x64 but the image .*train_001.jpg is 48x64 \(height x width\)"):
         batches(dataset)
 
 

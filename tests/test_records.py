@@ -135,6 +135,19 @@ def test_interrupted_prepare_leaves_complete_shards_and_a_rerun_finishes(voc_roo
                                     with_names=True))) == 5
 
 
+def test_preparing_another_split_keeps_the_earlier_ones(voc_root, tmp_path):
+    prepare_records(voc_root, tmp_path, ("train",), examples_per_shard=2)
+    manifest = prepare_records(voc_root, tmp_path, ("val-full",), examples_per_shard=2)
+    assert sorted(manifest["splits"]) == ["train", "val-full"]
+    records = open_source(tmp_path)
+    assert records.num_examples("train") == 5 and records.num_examples("val-full") == 3
+    other_classes = tmp_path / "other"
+    shutil.copytree(voc_root, other_classes)
+    DatasetSpec(("r", "g", "b"), SPEC.colors).save(other_classes / "pixelwise_dataset.json")
+    manifest = prepare_records(other_classes, tmp_path, ("val-full",), examples_per_shard=2)
+    assert sorted(manifest["splits"]) == ["val-full"]
+
+
 def test_rerun_with_other_shard_size_replaces_the_shards(voc_root, tmp_path):
     prepare_records(voc_root, tmp_path, ("val-full",), examples_per_shard=1)
     assert len(list(tmp_path.glob("val-full-*.tfrecord"))) == 3
@@ -147,6 +160,7 @@ def test_rerun_with_other_shard_size_replaces_the_shards(voc_root, tmp_path):
     ("size", r"train_001.png: annotation is 64x40 but the image is 64x96 \(width x height\)"),
     ("rgb label", r"train_001.png: annotation has mode RGB"),
     ("broken image", r"train_001.jpg: cannot decode the image"),
+    ("png image", r"train_001.jpg: not a JPEG image; re-save it as JPEG"),
 ])
 def test_invalid_pairs_are_named(voc_root, tmp_path, problem, message):
     source = tmp_path / "voc"
@@ -155,8 +169,10 @@ def test_invalid_pairs_are_named(voc_root, tmp_path, problem, message):
         write_label(source / "SegmentationClass/train_001.png", np.zeros((40, 64), np.uint8))
     elif problem == "rgb label":
         Image.new("RGB", (64, 96)).save(source / "SegmentationClass/train_001.png")
-    else:
+    elif problem == "broken image":
         (source / "JPEGImages/train_001.jpg").write_bytes(b"\xff\xd8\xff not really a JPEG")
+    else:
+        Image.new("RGB", (64, 96)).save(source / "JPEGImages/train_001.jpg", format="PNG")
     with pytest.raises(ValueError, match=message):
         prepare_records(source, tmp_path / "records", ("train",))
     assert not (tmp_path / "records" / "manifest.json").exists()

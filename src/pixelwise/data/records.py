@@ -15,9 +15,11 @@ pixels equal the folder's), the annotation as a single-channel ("L") PNG of clas
 (so ``tf.io.decode_png(channels=1)`` gives the indices), the name, height and width.
 
 ``prepare_records`` streams: one pair in memory at a time, each validated as it goes (the
-image decodes, the annotation holds class indices of the image's size). A shard is written
-under a ``.tmp`` name and renamed when complete, so an interrupted run leaves no half
-shard; a rerun keeps the complete shards whose names match and writes the rest.
+image is a JPEG that decodes, the annotation holds class indices of the image's size). A
+shard is written under a ``.tmp`` name and renamed when complete, so an interrupted run
+leaves no half shard; a rerun keeps the complete shards whose names match and writes the
+rest (it trusts that files of the same name did not change; delete the folder otherwise).
+Preparing other splits into the same folder adds them to the manifest.
 """
 
 from __future__ import annotations
@@ -104,12 +106,29 @@ def prepare_records(source: str | Path, out_dir: str | Path, splits: tuple[str, 
     report = progress or (lambda line: None)
     manifest = {"format": RECORDS_FORMAT, "version": FORMAT_VERSION,
                 "source": str(layout.root), "split_seed": split_seed,
-                "dataset": spec.to_dict(), "splits": {}}
+                "dataset": spec.to_dict(),
+                "splits": _earlier_splits(out_dir, manifest_source=str(layout.root),
+                                          split_seed=split_seed, spec=spec)}
     for split, key in zip(splits, keys):
         manifest["splits"][key] = _write_split(layout, split, key, split_seed, spec, out_dir,
                                                examples_per_shard, report)
     _write_atomically(out_dir / MANIFEST_FILENAME, json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def _earlier_splits(out_dir: Path, manifest_source: str, split_seed: int,
+                    spec: DatasetSpec) -> dict:
+    """The splits an earlier run prepared in ``out_dir`` from the same source, classes and
+    split seed, whose shards are all there: a run for other splits keeps them."""
+    try:
+        earlier = read_manifest(out_dir)
+    except ValueError:
+        return {}
+    if (earlier["source"], earlier["split_seed"], earlier["dataset"]) != (
+            manifest_source, split_seed, spec.to_dict()):
+        return {}
+    return {key: split for key, split in earlier["splits"].items()
+            if all((out_dir / name).is_file() for name in split["shards"])}
 
 
 def _write_split(layout: VOCLayout, split: str, key: str, split_seed: int, spec: DatasetSpec,
@@ -179,9 +198,11 @@ def _write_shard(path: Path, examples: list[Example],
 def encode_example(example: Example, spec: DatasetSpec) -> tuple[bytes, np.ndarray]:
     """Validate one pair and serialize it; also return its label map (for the counts)."""
     image_bytes = example.image_path.read_bytes()
-    try:
-        image_shape = tf.io.decode_image(image_bytes, channels=3,
-                                         expand_animations=False).shape
+    if not tf.io.is_jpeg(image_bytes):
+        raise ValueError(f"{example.image_path}: not a JPEG image; re-save it as JPEG")
+    try:  # as the pipeline will decode it
+        image_shape = tf.io.decode_jpeg(image_bytes, channels=3,
+                                        dct_method="INTEGER_ACCURATE").shape
     except (tf.errors.InvalidArgumentError, ValueError) as error:
         message = getattr(error, "message", str(error))
         raise ValueError(f"{example.image_path}: cannot decode the image: {message}") from None
