@@ -417,15 +417,22 @@ def textbook_geometry(image: tf.Tensor, label_map: tf.Tensor, size: tuple[int, i
 def deeplab_geometry(image: tf.Tensor, label_map: tf.Tensor, size: tuple[int, int],
                      draws: tf.Tensor, ignore_label: int) -> tuple[tf.Tensor, tf.Tensor]:
     """DeepLab's recipe: random scale in DEEPLAB_SCALES, pad (mean colour / ignore label)
-    to at least ``size``, random ``size`` crop. ``draws``: 4 uniforms in [0, 1)."""
+    at the bottom and right to at least ``size``, random ``size`` crop. ``draws``: 4
+    uniforms in [0, 1)."""
     scale_draw, top_draw, left_draw, _ = tf.unstack(draws)
     low, high = DEEPLAB_SCALES
     scale = low + scale_draw * (high - low)
     scaled = tf.maximum(tf.cast(tf.round(tf.cast(tf.shape(label_map), tf.float32) * scale),
                                 tf.int32), 1)
     image, label_map = resize_pair(image, label_map, scaled)
-    image, label_map = pad_pair(image, label_map, size[0], size[1], ignore_label)
-    return crop_pair(image, label_map, size[0], size[1], top_draw, left_draw)
+    # Padding is at the bottom and right, so cropping first and padding the (smaller)
+    # window gives the same pixels as padding the whole scaled image, for less work.
+    height, width = size
+    top = _draw_int(top_draw, tf.maximum(scaled[0], height) - height)
+    left = _draw_int(left_draw, tf.maximum(scaled[1], width) - width)
+    image = image[top:top + height, left:left + width]
+    label_map = label_map[top:top + height, left:left + width]
+    return pad_pair(image, label_map, height, width, ignore_label)
 
 
 def augment_example(example: dict, seed: tf.Tensor, *, size: tuple[int, int], augment: str,
