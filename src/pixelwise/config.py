@@ -1,0 +1,307 @@
+"""The settings of a training run: data, model and training, saved as config.json in the run.
+
+    config = RunConfig(data=DataConfig(source="data/VOCdevkit/VOC2012", input_size=(384, 384)),
+                       model=ModelConfig(name="deeplabv3"), train=TrainConfig(epochs=25))
+    config.save("runs/voc/config.json")
+    assert RunConfig.load("runs/voc/config.json") == config
+
+Every field has a typed default; ``validate`` (called on construction) refuses impossible
+values with a message that names the field. ``RunConfig.differences`` lists what changed
+between two configurations, which is how a run folder tells a resume from a different run.
+
+Two training recipes (``TrainConfig.recipe``):
+
+- ``"textbook"`` (default): Adam, learning rate 1e-3, ReduceLROnPlateau on val_loss (x0.1
+  after 3 epochs without improvement, down to 1e-8), EarlyStopping after 6.
+- ``"paper"`` (DeepLab v3): SGD with momentum 0.9, learning rate 0.007 decayed by the "poly"
+  policy ``lr * (1 - step / total_steps) ** 0.9`` over the whole run; no plateau reduction
+  and no early stopping.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from pixelwise.data.voc import DEFAULT_SPLIT_SEED
+
+CONFIG_FORMAT = "pixelwise-run-config"
+CONFIG_VERSION = 1
+
+RECIPES = ("textbook", "paper")
+MIXED_PRECISION_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+CLASS_WEIGHTINGS = ("per_image", "median_frequency", "none")
+# The recipes' defaults where a field is left None.
+RECIPE_LEARNING_RATE = {"textbook": 1e-3, "paper": 7e-3}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from and how it is fed.
+
+    Args:
+        source: a VOC-layout dataset folder (or tar) or a records folder from
+            ``pixelwise data prepare``; stored as an absolute path.
+        train_split, val_split, test_split: split names (see ``pixelwise.data.voc``).
+        split_seed: the seed of the val/test halves of val.txt.
+        input_size: (height, width) the images are resized or cropped to in training and
+            in the resized evaluation protocol.
+        augment: training augmentation: "textbook", "deeplab" or "none".
+        cache: None, or "memory" to keep decoded examples after the first epoch.
+        check: run the data check on the train and val splits before training.
+    """
+
+    source: str
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    split_seed: int = DEFAULT_SPLIT_SEED
+    input_size: tuple[int, int] = (384, 384)
+    augment: str = "textbook"
+    cache: str | None = None
+    check: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_size", _size_pair(self.input_size, "data.input_size"))
+        if self.augment not in ("textbook", "deeplab", "none"):
+            raise ValueError(f"data.augment must be textbook, deeplab or none, got {self.augment!r}")
+        if self.cache not in (None, "memory"):
+            raise ValueError(f"data.cache must be None or 'memory', got {self.cache!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network to build (see ``pixelwise.models.build_model``).
+
+    Args:
+        name: "deeplabv3", "deeplabv3plus" or "unet".
+        backbone: "resnet50" or "mobilenetv2".
+        output_stride: DeepLab 16 or 8 (None: the model's default); U-Net 32.
+        backbone_weights: "imagenet", None (random init) or the path of a weights file.
+        multi_grid: ResNet50 conv5 rate multipliers, e.g. (1, 2, 4), or None.
+        width_multiplier: MobileNetV2's alpha.
+        dropout: dropout before the classifier.
+        aspp_filters: DeepLab ASPP channels (None: 256, as in the paper).
+        aspp_rates: DeepLab ASPP atrous rates (None: (6, 12, 18) x 16 / output stride).
+        bn_momentum: momentum of every BatchNormalization layer's moving statistics.
+            Keras's 0.99 suits long runs; short from-scratch runs need less (0.9), or the
+            moving statistics lag behind the weights and inference-mode scores collapse.
+    """
+
+    name: str = "deeplabv3"
+    backbone: str = "resnet50"
+    output_stride: int | None = None
+    backbone_weights: str | None = "imagenet"
+    multi_grid: tuple[int, ...] | None = None
+    width_multiplier: float = 1.0
+    dropout: float = 0.1
+    aspp_filters: int | None = None
+    aspp_rates: tuple[int, ...] | None = None
+    bn_momentum: float = 0.99
+
+    def __post_init__(self) -> None:
+        for name in ("multi_grid", "aspp_rates"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(int(rate) for rate in value))
+        if not 0.0 <= self.bn_momentum < 1.0:
+            raise ValueError(f"model.bn_momentum must be in [0, 1), got {self.bn_momentum}")
+        if self.name == "unet" and (self.aspp_filters is not None or self.aspp_rates is not None):
+            raise ValueError("model.aspp_filters and model.aspp_rates apply to the DeepLab "
+                             "models only; leave them unset for unet")
+
+    @property
+    def input_multiple(self) -> int:
+        """What the input height and width must be multiples of: the output stride
+        (DeepLab, default 16) or 32 (U-Net)."""
+        if self.name == "unet":
+            return 32
+        return self.output_stride or 16
+
+    def builder_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``build_model`` (besides ``num_classes``)."""
+        options: dict[str, Any] = dict(
+            backbone=self.backbone, output_stride=self.output_stride,
+            backbone_weights=self.backbone_weights, multi_grid=self.multi_grid,
+            width_multiplier=self.width_multiplier, dropout=self.dropout)
+        if self.aspp_filters is not None:
+            options["aspp_filters"] = self.aspp_filters
+        if self.aspp_rates is not None:
+            options["aspp_rates"] = self.aspp_rates
+        return options
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (see the module docstring for the two recipes).
+
+    Args:
+        recipe: "textbook" or "paper".
+        epochs: passes over the training split.
+        batch_size: images per step.
+        learning_rate: initial learning rate (None: 1e-3 textbook, 0.007 paper).
+        momentum: SGD momentum (paper recipe).
+        poly_power: exponent of the poly decay (paper recipe).
+        weight_decay: decoupled weight decay of the optimizer (0: none).
+        reduce_lr_factor, reduce_lr_patience, min_learning_rate: ReduceLROnPlateau on
+            val_loss (textbook recipe).
+        early_stopping_patience: epochs without val_loss improvement before stopping
+            (textbook recipe; 0: never stop early).
+        loss: a name from ``pixelwise.losses.LOSS_NAMES`` ("ce_dice" by default).
+        class_weighting: "per_image" (the loss's own per-image weights), "median_frequency"
+            (from the training split's pixel counts) or "none" (all classes weigh 1).
+        seed: seeds the weights' initialisation, the shuffle order and the augmentation.
+        mixed_precision: None, "float16" or "bfloat16".
+        jit_compile: compile the training step with XLA (slow to train on CPUs, see
+            DESIGN.md).
+        tensorboard: write TensorBoard logs to the run's tensorboard/ folder.
+    """
+
+    recipe: str = "textbook"
+    epochs: int = 25
+    batch_size: int = 8
+    learning_rate: float | None = None
+    momentum: float = 0.9
+    poly_power: float = 0.9
+    weight_decay: float = 0.0
+    reduce_lr_factor: float = 0.1
+    reduce_lr_patience: int = 3
+    min_learning_rate: float = 1e-8
+    early_stopping_patience: int = 6
+    loss: str = "ce_dice"
+    class_weighting: str = "per_image"
+    seed: int = 0
+    mixed_precision: str | None = None
+    jit_compile: bool = False
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"train.recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ValueError(f"train.learning_rate must be positive, got {self.learning_rate}")
+        if self.mixed_precision not in (None, *MIXED_PRECISION_POLICIES):
+            raise ValueError(f"train.mixed_precision must be None, float16 or bfloat16, got "
+                             f"{self.mixed_precision!r}")
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            raise ValueError(f"train.class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}, "
+                             f"got {self.class_weighting!r}")
+        if not 0.0 < self.reduce_lr_factor < 1.0:
+            raise ValueError(f"train.reduce_lr_factor must be in (0, 1), got {self.reduce_lr_factor}")
+        if self.early_stopping_patience < 0 or self.reduce_lr_patience < 0:
+            raise ValueError("train.early_stopping_patience and train.reduce_lr_patience must "
+                             "be >= 0")
+
+    @property
+    def initial_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        return RECIPE_LEARNING_RATE[self.recipe]
+
+    @property
+    def precision_policy(self) -> str:
+        """The Keras dtype policy name: "float32", "mixed_float16" or "mixed_bfloat16"."""
+        return MIXED_PRECISION_POLICIES.get(self.mixed_precision or "", "float32")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a training run; saved as the run folder's config.json."""
+
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        multiple = self.model.input_multiple
+        height, width = self.data.input_size
+        if height % multiple or width % multiple:
+            nearest = tuple(max(multiple, round(side / multiple) * multiple)
+                            for side in (height, width))
+            raise ValueError(
+                f"data.input_size {height}x{width}: {self.model.name} needs multiples of "
+                f"{multiple}; use e.g. {nearest[0]}x{nearest[1]}")
+
+    def to_dict(self) -> dict:
+        """JSON-ready: tuples become lists."""
+        return {"format": CONFIG_FORMAT, "version": CONFIG_VERSION,
+                "data": _jsonable(asdict(self.data)), "model": _jsonable(asdict(self.model)),
+                "train": _jsonable(asdict(self.train))}
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "run configuration") -> "RunConfig":
+        """The inverse of ``to_dict``; unknown or missing sections and fields are errors."""
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: expected a JSON object")
+        if values.get("format") != CONFIG_FORMAT or values.get("version") != CONFIG_VERSION:
+            raise ValueError(f"{source}: not a pixelwise run configuration (format "
+                             f"{values.get('format')!r}, version {values.get('version')!r}; "
+                             f"expected {CONFIG_FORMAT!r} version {CONFIG_VERSION})")
+        sections = {}
+        for name, section_class in (("data", DataConfig), ("model", ModelConfig),
+                                    ("train", TrainConfig)):
+            section = values.get(name)
+            if not isinstance(section, dict):
+                raise ValueError(f"{source}: section {name!r} is missing")
+            known = {item.name for item in fields(section_class)}
+            unknown = sorted(set(section) - known)
+            if unknown:
+                raise ValueError(f"{source}: unknown field(s) in {name!r}: {', '.join(unknown)}")
+            try:
+                sections[name] = section_class(**section)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{source}: {error}") from error
+        return cls(**sections)
+
+    def save(self, path: str | Path) -> None:
+        """Write as JSON (atomically: a temporary file renamed into place)."""
+        from pixelwise.runs import write_text_atomically
+
+        write_text_atomically(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"{path}: no run configuration here; is this a run "
+                                    f"folder written by `pixelwise train`?") from error
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: cannot read the run configuration: {error}") from error
+        return cls.from_dict(values, source=str(path))
+
+    def differences(self, other: "RunConfig") -> list[str]:
+        """``"section.field: mine -> other's"`` for every field that differs."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        changes = []
+        for section in ("data", "model", "train"):
+            for key in mine[section]:
+                if mine[section][key] != theirs[section][key]:
+                    changes.append(f"{section}.{key}: {mine[section][key]!r} -> "
+                                   f"{theirs[section][key]!r}")
+        return changes
+
+    def with_changes(self, **sections: dict) -> "RunConfig":
+        """A copy with fields replaced, e.g. ``with_changes(train={"epochs": 3})``."""
+        updated = {name: replace(getattr(self, name), **values) for name, values in sections.items()}
+        return replace(self, **updated)
+
+
+def _size_pair(size, what: str) -> tuple[int, int]:
+    values = (size, size) if isinstance(size, int) else tuple(size)
+    if len(values) != 2 or not all(isinstance(side, int) and side > 0 for side in values):
+        raise ValueError(f"{what} must be a positive int or (height, width), got {size!r}")
+    return int(values[0]), int(values[1])
+
+
+def _jsonable(values: dict) -> dict:
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
+
+
+__all__ = ["CLASS_WEIGHTINGS", "DataConfig", "ModelConfig", "RECIPES", "RunConfig", "TrainConfig"]

@@ -1,0 +1,169 @@
+"""Class maps and colour overlays for images of any size.
+
+    predict_run("runs/voc", ["photo.jpg", "holiday/"], "out/")
+    # out/photo.png          palette PNG: the class index of every pixel
+    # out/photo_overlay.png  the image blended with the class colours
+
+    model, spec, config = load_run("runs/voc")
+    predict_images(model, spec, paths, "out/", input_multiple=config.model.input_multiple)
+
+An image is padded at the bottom and right to a multiple of the model's stride with the
+ImageNet mean colour (what the training pipeline pads with), and the logits are cropped
+back to the image; or, with ``input_size``, resized to that size and the logits resized
+back (bilinear). Either way the class map has the image's own size. Images are read with
+PIL (any mode becomes RGB; the EXIF orientation is applied, so the map lines up with the
+picture as viewers show it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import ops
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+from pixelwise.data.palette import colorize, write_label
+from pixelwise.data.pipeline import MEAN_RGB
+from pixelwise.data.spec import DatasetSpec
+from pixelwise.runs import PREDICTIONS_DIR, RunFolder, load_run, write_atomically
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+OVERLAY_ALPHA = 0.5
+
+
+@dataclass(frozen=True)
+class PredictionFiles:
+    """What ``predict_images`` wrote for one image."""
+
+    image_path: Path
+    label_path: Path
+    overlay_path: Path
+
+
+def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
+    """Image files from files and folders (a folder's images by name, not recursive).
+
+    A missing path, or a folder without images, raises FileNotFoundError naming it.
+    """
+    images: list[Path] = []
+    for entry in inputs:
+        path = Path(entry)
+        if path.is_dir():
+            found = sorted(child for child in path.iterdir()
+                           if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"{path}: no images in this folder "
+                                        f"({', '.join(IMAGE_SUFFIXES)})")
+            images.extend(found)
+        elif path.is_file():
+            images.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such image or folder")
+    return images
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as uint8 RGB [H, W, 3] (EXIF orientation applied)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read it as an image: {error}") from error
+
+
+def predict_logits(model: keras.Model, image: np.ndarray, *, input_multiple: int,
+                   input_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Float32 logits [H, W, C] of one uint8 RGB image [H, W, 3] of any size."""
+    height, width = image.shape[:2]
+    pixels = ops.convert_to_tensor(image[None].astype(np.float32))
+    if input_size is not None:
+        resized = ops.image.resize(pixels, tuple(input_size))
+        logits = ops.cast(model(resized, training=False), "float32")
+        logits = ops.image.resize(logits, (height, width))
+        return np.asarray(ops.convert_to_numpy(logits))[0]
+    padded_height = -(-height // input_multiple) * input_multiple
+    padded_width = -(-width // input_multiple) * input_multiple
+    mean = np.asarray(MEAN_RGB, dtype=np.float32)
+    padded = np.broadcast_to(mean, (1, padded_height, padded_width, 3)).copy()
+    padded[0, :height, :width] = image
+    logits = ops.cast(model(padded, training=False), "float32")
+    return np.asarray(ops.convert_to_numpy(logits))[0, :height, :width]
+
+
+def overlay(image: np.ndarray, label_map: np.ndarray, spec: DatasetSpec,
+            alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """``image`` blended with the class colours of ``label_map`` (uint8 RGB)."""
+    colours = colorize(label_map, spec).astype(np.float32)
+    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * colours
+    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
+
+def predict_images(model: keras.Model, spec: DatasetSpec, paths: Sequence[str | Path],
+                   out_dir: str | Path, *, input_multiple: int = 16,
+                   input_size: tuple[int, int] | None = None,
+                   progress: bool = True) -> list[PredictionFiles]:
+    """For each image: ``out_dir/NAME.png`` (palette PNG of class indices) and
+    ``out_dir/NAME_overlay.png``; see the module docstring.
+
+    Args:
+        model: a segmentation model (RGB 0..255 in, logits out).
+        spec: the classes the model predicts (names, colours).
+        paths: image files and folders (see ``collect_images``).
+        out_dir: the output folder (created).
+        input_multiple: the model's stride (16 / 8 for DeepLab, 32 for U-Net).
+        input_size: None to pad each image, or (height, width) to resize to.
+        progress: a progress bar.
+
+    Two images with the same name (from different folders) would overwrite each other's
+    outputs, so they are refused before anything is written.
+    """
+    images = collect_images(paths)
+    by_name: dict[str, Path] = {}
+    for path in images:
+        if path.stem in by_name:
+            raise ValueError(f"{path} and {by_name[path.stem]} would both write "
+                             f"{path.stem}.png; predict them into separate --out folders")
+        by_name[path.stem] = path
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in tqdm(images, unit="image", desc="predict", disable=not progress or len(images) < 2):
+        image = read_image(path)
+        logits = predict_logits(model, image, input_multiple=input_multiple,
+                                input_size=input_size)
+        label_map = np.argmax(logits, axis=-1).astype(np.uint8)
+        label_path = out_dir / f"{path.stem}.png"
+        overlay_path = out_dir / f"{path.stem}_overlay.png"
+        write_atomically(label_path, lambda temporary: write_label(temporary, label_map, spec))
+        blended = overlay(image, label_map, spec)
+        write_atomically(overlay_path, lambda temporary: Image.fromarray(blended).save(
+            temporary, format="PNG"))
+        written.append(PredictionFiles(path, label_path, overlay_path))
+    return written
+
+
+def predict_run(run_dir: str | Path, paths: Sequence[str | Path],
+                out_dir: str | Path | None = None, *, resize: bool = False,
+                progress: bool = True, echo: Callable[[str], None] = print) -> list[PredictionFiles]:
+    """``predict_images`` with the best model of a run; ``resize`` runs the model at the
+    run's training input size instead of padding. Default ``out_dir``: RUN/predictions."""
+    folder = RunFolder(Path(run_dir))
+    model, spec, config = load_run(folder.root)
+    out_dir = Path(out_dir) if out_dir is not None else folder.root / PREDICTIONS_DIR
+    written = predict_images(model, spec, paths, out_dir,
+                             input_multiple=config.model.input_multiple,
+                             input_size=config.data.input_size if resize else None,
+                             progress=progress)
+    echo(f"wrote {2 * len(written)} file(s) for {len(written)} image(s) to {out_dir}")
+    return written
+
+
+__all__ = ["IMAGE_SUFFIXES", "PredictionFiles", "collect_images", "overlay", "predict_images",
+           "predict_logits", "predict_run", "read_image"]

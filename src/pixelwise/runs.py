@@ -1,0 +1,230 @@
+"""The run folder: one training run's files, written atomically, and loading a run back.
+
+    runs/NAME/
+      config.json                 RunConfig (data / model / train settings)
+      pixelwise_dataset.json      the classes, colours and ignore label the model predicts
+      train_log.csv               one row per finished epoch (Keras CSVLogger)
+      best.keras                  the model of the best validation mean IoU (no optimizer)
+      checkpoints/state.json      the last saved training state: epochs done, callback
+                                  state, best score, and the checkpoint it belongs to
+      checkpoints/epoch-NNNN.keras  the last checkpoint: model + optimizer state
+      tensorboard/                TensorBoard logs
+      evaluation/, predictions/, figures/   what evaluate / predict / visualize write
+
+    model, spec, config = load_run("runs/NAME")
+
+Every file here is written under a temporary name in its own folder and renamed into
+place (``os.replace``, atomic on POSIX), so a process killed at any moment leaves either
+the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import keras
+
+from pixelwise.config import RunConfig
+from pixelwise.data.spec import DatasetSpec
+
+CONFIG_FILENAME = "config.json"
+SPEC_FILENAME = "pixelwise_dataset.json"
+LOG_FILENAME = "train_log.csv"
+BEST_MODEL_FILENAME = "best.keras"
+CHECKPOINT_DIR = "checkpoints"
+STATE_FILENAME = "state.json"
+TENSORBOARD_DIR = "tensorboard"
+EVALUATION_DIR = "evaluation"
+PREDICTIONS_DIR = "predictions"
+FIGURES_DIR = "figures"
+TEMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The paths of one run folder (nothing is created by constructing it)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILENAME
+
+    @property
+    def spec_path(self) -> Path:
+        return self.root / SPEC_FILENAME
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / LOG_FILENAME
+
+    @property
+    def best_model_path(self) -> Path:
+        return self.root / BEST_MODEL_FILENAME
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.root / CHECKPOINT_DIR
+
+    @property
+    def state_path(self) -> Path:
+        return self.checkpoint_dir / STATE_FILENAME
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.root / TENSORBOARD_DIR
+
+    def checkpoint_path(self, epochs_done: int) -> Path:
+        return self.checkpoint_dir / f"epoch-{epochs_done:04d}.keras"
+
+    def exists(self) -> bool:
+        return self.config_path.is_file()
+
+    def read_state(self) -> dict | None:
+        """The saved training state, or None before the first epoch was saved."""
+        if not self.state_path.is_file():
+            return None
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{self.state_path}: cannot read the training state: {error}; it "
+                             f"is written atomically, so something else changed it. Delete "
+                             f"{self.checkpoint_dir} to restart the run from scratch") from error
+        checkpoint = self.checkpoint_dir / str(state.get("checkpoint", ""))
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"{self.state_path}: names checkpoint {checkpoint}, which is "
+                                    f"missing; delete {self.checkpoint_dir} to restart the run")
+        return state
+
+    def remove_stale_temporaries(self) -> None:
+        """Delete temporary files a killed process left behind (never a complete file)."""
+        for folder in (self.root, self.checkpoint_dir):
+            if folder.is_dir():
+                for path in folder.glob(TEMP_PREFIX + "*"):
+                    path.unlink(missing_ok=True)
+
+
+class LoadedRun(NamedTuple):
+    """What ``load_run`` returns; unpacks as ``model, spec, config = load_run(...)``."""
+
+    model: keras.Model
+    spec: DatasetSpec
+    config: RunConfig
+
+
+def load_run(run_dir: str | Path, *, checkpoint: str = "best") -> LoadedRun:
+    """The trained model, the dataset spec and the configuration of a run folder.
+
+    Args:
+        run_dir: a folder written by ``pixelwise train``.
+        checkpoint: "best" (best.keras, the best validation mean IoU) or "last" (the
+            model of the last saved epoch).
+
+    The model is loaded without its optimizer (``compile=False``), with safe mode on.
+    """
+    folder = RunFolder(Path(run_dir))
+    if not folder.root.is_dir():
+        raise FileNotFoundError(f"{folder.root}: no such run folder")
+    config = RunConfig.load(folder.config_path)
+    if not folder.spec_path.is_file():
+        raise FileNotFoundError(f"{folder.spec_path}: missing; the run folder is incomplete "
+                                f"(train writes it before the first epoch)")
+    spec = DatasetSpec.load(folder.spec_path)
+    if checkpoint == "best":
+        model_path = folder.best_model_path
+        if not model_path.is_file():
+            raise FileNotFoundError(
+                f"{model_path}: missing; the run has not finished an epoch yet. Train it "
+                f"(`pixelwise train --resume {folder.root}`) first")
+    elif checkpoint == "last":
+        state = folder.read_state()
+        if state is None:
+            raise FileNotFoundError(f"{folder.state_path}: no saved epoch yet in {folder.root}")
+        model_path = folder.checkpoint_dir / state["checkpoint"]
+    else:
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    import pixelwise.losses  # noqa: F401  (registers the custom objects)
+    import pixelwise.metrics  # noqa: F401
+    from pixelwise.models import load_model
+
+    model = load_model(model_path, compile=False)
+    if model.outputs[0].shape[-1] != spec.num_classes:
+        raise ValueError(f"{model_path}: the model predicts {model.outputs[0].shape[-1]} "
+                         f"classes but {folder.spec_path} lists {spec.num_classes}")
+    return LoadedRun(model, spec, config)
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(temporary_path)``, then rename the temporary file onto ``path``.
+
+    The temporary file lives in ``path``'s folder (so the rename is atomic) and ends with
+    ``path``'s suffix (Keras insists on ``.keras``). It is flushed to disk before the rename;
+    on any error it is removed and ``path`` keeps its old content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / f"{TEMP_PREFIX}{path.stem}-{uuid.uuid4().hex[:12]}{path.suffix}"
+    try:
+        write(temporary)
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+def write_text_atomically(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see ``write_atomically``)."""
+    write_atomically(path, lambda temporary: temporary.write_text(text))
+
+
+def write_json_atomically(path: str | Path, values: dict) -> None:
+    write_text_atomically(path, json.dumps(values, indent=2, allow_nan=True) + "\n")
+
+
+def save_model_atomically(model: keras.Model, path: str | Path, *,
+                          include_optimizer: bool = True) -> None:
+    """``model.save(path)`` through a temporary file.
+
+    ``include_optimizer=False`` saves the network alone (what inference needs, a third of
+    the size of a model with Adam's two moments): a fresh functional model over the same
+    layers, which is not compiled, is saved instead.
+    """
+    to_save = model
+    if not include_optimizer and getattr(model, "optimizer", None) is not None:
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        outputs = model.outputs[0] if len(model.outputs) == 1 else model.outputs
+        to_save = keras.Model(inputs, outputs, name=model.name)
+    write_atomically(path, lambda temporary: to_save.save(temporary))
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+__all__ = ["BEST_MODEL_FILENAME", "CONFIG_FILENAME", "LOG_FILENAME", "LoadedRun", "RunFolder",
+           "SPEC_FILENAME", "load_run", "save_model_atomically", "write_atomically",
+           "write_json_atomically", "write_text_atomically"]
