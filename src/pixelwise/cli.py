@@ -183,23 +183,306 @@ def model_summary(name: str, input_size: str, backbone: str, output_stride: int 
         click.echo(line)
 
 
+def _parse_size(text: str, hint: str) -> tuple[int, int]:
+    """``S`` or ``HxW`` -> (height, width)."""
+    try:
+        height, _, width = text.lower().partition("x")
+        size = (int(height), int(width or height))
+    except ValueError as error:
+        raise click.BadParameter(f"{text!r}: expected S or HxW", param_hint=hint) from error
+    if min(size) < 1:
+        raise click.BadParameter(f"{text!r}: sizes must be positive", param_hint=hint)
+    return size
+
+
+@cli.command("train")
+@click.option("--data", "data_source", type=click.Path(exists=True, path_type=Path),
+              help="Dataset: a VOC-layout folder (or VOC tar) or a records folder from "
+                   "`data prepare`.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder (config, log, checkpoints, best.keras). Rerunning the same "
+                   "command resumes it.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Continue the run in this folder with its saved settings.")
+@click.option("--model", "model_name", default="deeplabv3", show_default=True,
+              type=click.Choice(["deeplabv3", "deeplabv3plus", "unet"]))
+@click.option("--backbone", default="resnet50", show_default=True,
+              type=click.Choice(["resnet50", "mobilenetv2"]))
+@click.option("--backbone-weights", default="imagenet", show_default=True,
+              help="imagenet, none (random init) or the path of a weights file.")
+@click.option("--output-stride", default=None, type=click.Choice(["8", "16", "32"]),
+              help="DeepLab: 16 (default) or 8; U-Net: 32.")
+@click.option("--width-multiplier", default=1.0, show_default=True, help="MobileNetV2's alpha.")
+@click.option("--multi-grid/--no-multi-grid", default=False, show_default=True,
+              help="ResNet50 conv5 rates x (1, 2, 4).")
+@click.option("--aspp-filters", default=None, type=click.IntRange(min=1),
+              help="DeepLab ASPP channels (default 256).")
+@click.option("--dropout", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True))
+@click.option("--bn-momentum", default=0.99, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True),
+              help="Batch-norm momentum; 0.9 for short runs from scratch.")
+@click.option("--epochs", default=25, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--input-size", default="384", show_default=True,
+              help="Training size: S for S x S, or HxW; multiples of the output stride.")
+@click.option("--recipe", default="textbook", show_default=True,
+              type=click.Choice(["textbook", "paper"]),
+              help="textbook: Adam, plateau LR reduction, early stopping; paper: SGD momentum "
+                   "0.9 with poly decay.")
+@click.option("--learning-rate", default=None, type=float,
+              help="Initial learning rate (default: 1e-3 textbook, 0.007 paper).")
+@click.option("--weight-decay", default=0.0, show_default=True, type=float)
+@click.option("--loss", default="ce_dice", show_default=True,
+              type=click.Choice(["ce", "weighted_ce", "dice", "ce_dice", "focal"]))
+@click.option("--class-weighting", default="per_image", show_default=True,
+              type=click.Choice(["per_image", "median_frequency", "none"]))
+@click.option("--augment", default="textbook", show_default=True,
+              type=click.Choice(["textbook", "deeplab", "none"]))
+@click.option("--train-split", default="train", show_default=True)
+@click.option("--val-split", default="val", show_default=True)
+@click.option("--split-seed", default=0, show_default=True, help="Seed of the val/test halves.")
+@click.option("--seed", default=0, show_default=True, help="Seed of weights, order, augmentation.")
+@click.option("--mixed-precision", default="none", show_default=True,
+              type=click.Choice(["none", "float16", "bfloat16"]))
+@click.option("--jit-compile/--no-jit-compile", default=False, show_default=True,
+              help="XLA for the training step (slow on CPUs).")
+@click.option("--tensorboard/--no-tensorboard", default=True, show_default=True)
+@click.option("--cache/--no-cache", default=False, show_default=True,
+              help="Keep decoded images in memory after the first epoch.")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Check the train and val splits before training.")
+@click.option("--quiet", is_flag=True, help="One line per epoch instead of a progress bar.")
+@click.pass_context
+def train(ctx: click.Context, data_source: Path | None, out_dir: Path | None,
+          resume_dir: Path | None, quiet: bool, **settings) -> None:
+    """Train a model; a killed run continues with the same command or --resume RUN."""
+    from click.core import ParameterSource
+
+    from pixelwise.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from pixelwise.models import WeightsUnavailableError
+    from pixelwise.train import STOP_NAN, resume, train as train_run
+
+    try:
+        if resume_dir is not None:
+            flags = {param.name: param.opts[0] for param in ctx.command.params}
+            given = [flags[name] for name in ("data_source", "out_dir", *settings)
+                     if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+            if given:
+                raise click.UsageError(f"--resume takes every setting from "
+                                       f"{resume_dir / 'config.json'}; leave out "
+                                       f"{', '.join(given)}")
+            result = resume(resume_dir, progress=not quiet, echo=click.echo)
+        else:
+            if data_source is None or out_dir is None:
+                raise click.UsageError("give --data and --out (or --resume RUN)")
+            weights = settings["backbone_weights"]
+            if weights not in ("imagenet", "none"):
+                weights = str(Path(weights).resolve())
+            config = RunConfig(
+                data=DataConfig(
+                    source=str(data_source.resolve()), train_split=settings["train_split"],
+                    val_split=settings["val_split"], split_seed=settings["split_seed"],
+                    input_size=_parse_size(settings["input_size"], "--input-size"),
+                    augment=settings["augment"], cache="memory" if settings["cache"] else None,
+                    check=settings["check"]),
+                model=ModelConfig(
+                    name=settings["model_name"], backbone=settings["backbone"],
+                    output_stride=int(settings["output_stride"]) if settings["output_stride"] else None,
+                    backbone_weights=None if weights == "none" else weights,
+                    multi_grid=(1, 2, 4) if settings["multi_grid"] else None,
+                    width_multiplier=settings["width_multiplier"], dropout=settings["dropout"],
+                    aspp_filters=settings["aspp_filters"], bn_momentum=settings["bn_momentum"]),
+                train=TrainConfig(
+                    recipe=settings["recipe"], epochs=settings["epochs"],
+                    batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
+                    weight_decay=settings["weight_decay"], loss=settings["loss"],
+                    class_weighting=settings["class_weighting"], seed=settings["seed"],
+                    mixed_precision=None if settings["mixed_precision"] == "none"
+                    else settings["mixed_precision"],
+                    jit_compile=settings["jit_compile"], tensorboard=settings["tensorboard"]))
+            result = train_run(config, out_dir, progress=not quiet, echo=click.echo)
+    except (OSError, ValueError, WeightsUnavailableError) as error:
+        raise click.ClickException(str(error)) from error
+    best = ("n/a" if result.best_val_mean_iou is None
+            else f"{100 * result.best_val_mean_iou:.2f}% (epoch {result.best_epoch + 1})")
+    click.echo(f"{result.run_dir}: {result.epochs_done} epoch(s) done ({result.stop_reason}); "
+               f"best val mean IoU {best}")
+    if result.stop_reason == STOP_NAN:
+        raise click.ClickException(
+            f"the loss became NaN or infinite; the last good epoch ({result.epochs_done}) is "
+            f"saved in {result.run_dir}. Lower --learning-rate and start a new run")
+
+
+@cli.command("evaluate")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--split", default="test", show_default=True)
+@click.option("--resolution", "resolutions", multiple=True,
+              type=click.Choice(["resized", "original", "both"]),
+              help="resized (the textbook's protocol, default), original (VOC's), or both.")
+@click.option("--multi-scale", is_flag=True, help="Average over scales 0.75, 1, 1.25.")
+@click.option("--flip", is_flag=True, help="Average over horizontal flips too.")
+@click.option("--hardest", default=8, show_default=True, type=click.IntRange(min=0),
+              help="Draw the k images of highest loss (0: none).")
+@click.option("--data", "data_source", type=click.Path(exists=True, path_type=Path),
+              help="Another dataset with the same classes (default: the run's).")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (default: RUN/evaluation).")
+def evaluate(run_dir: Path, split: str, resolutions: tuple[str, ...], multi_scale: bool,
+             flip: bool, hardest: int, data_source: Path | None, batch_size: int | None,
+             out_dir: Path | None) -> None:
+    """Scores of a run's best model: printed, and as JSON, CSV and pictures."""
+    from pixelwise.evaluate import RESOLUTIONS, evaluate_run
+
+    chosen = []
+    for resolution in resolutions or ("resized",):
+        for item in (RESOLUTIONS if resolution == "both" else (resolution,)):
+            if item not in chosen:
+                chosen.append(item)
+    try:
+        evaluate_run(run_dir, split=split, resolutions=chosen, multi_scale=multi_scale,
+                     flip=flip, hardest=hardest, data=data_source, batch_size=batch_size,
+                     out_dir=out_dir, echo=click.echo)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+@cli.command("predict")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (default: RUN/predictions).")
+@click.option("--resize", is_flag=True,
+              help="Run at the training input size (default: each image at its own size).")
+def predict(run_dir: Path, inputs: tuple[Path, ...], out_dir: Path | None, resize: bool) -> None:
+    """Class-index PNG and colour overlay for each image in INPUTS (files or folders)."""
+    from pixelwise.predict import predict_run
+
+    try:
+        predict_run(run_dir, inputs, out_dir, resize=resize, echo=click.echo)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+@cli.command("visualize")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--split", default="test", show_default=True)
+@click.option("-n", "num_images", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Images in the grid.")
+@click.option("--data", "data_source", type=click.Path(exists=True, path_type=Path),
+              help="Another dataset with the same classes (default: the run's).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (default: RUN/figures).")
+def visualize(run_dir: Path, split: str, num_images: int, data_source: Path | None,
+              out_dir: Path | None) -> None:
+    """Grid of image | ground truth | prediction, and the training curves."""
+    from pixelwise.visualize import visualize_run
+
+    try:
+        visualize_run(run_dir, split=split, num_images=num_images, data=data_source,
+                      out_dir=out_dir, echo=click.echo)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+
+
 @cli.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("runs") / "demo", show_default=True,
-              help="Demo folder; the dataset goes to OUT/data.")
-@click.option("--n", "num_images", default=300, show_default=True, type=click.IntRange(min=2),
-              help="Synthetic images in all.")
-@click.option("--size", default=128, show_default=True, type=click.IntRange(min=16),
-              help="Image side in pixels.")
+              help="Demo folder; the dataset goes to OUT/data, the run to OUT/run.")
+@click.option("--n", "num_images", default=None, type=click.IntRange(min=2),
+              help="Synthetic images in all (default 300).")
+@click.option("--size", default=None, type=click.IntRange(min=16),
+              help="Image side and input size in pixels, a multiple of 16 (default 96).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic dataset.")
-def demo(out_dir: Path, num_images: int, size: int, seed: int) -> None:
-    """The main job on the embedded synthetic dataset (for now: generate and check it)."""
-    from pixelwise.demo import run_demo
+@click.option("--epochs", default=None, type=click.IntRange(min=1), help="Training epochs.")
+@click.option("--train/--no-train", "train_model", default=True, show_default=True,
+              help="--no-train: only generate and check the dataset.")
+@click.option("--mixed-precision", default="auto", show_default=True,
+              type=click.Choice(["auto", "none", "bfloat16", "float16"]),
+              help="auto: bfloat16 where the CPU computes it natively.")
+def demo(out_dir: Path, num_images: int | None, size: int | None, seed: int,
+         epochs: int | None, train_model: bool, mixed_precision: str) -> None:
+    """The main job: synthetic data, DeepLab v3 training, test scores, pictures."""
+    from pixelwise import demo as demo_module
 
     try:
-        run_demo(out_dir, num_images=num_images, size=size, seed=seed, echo=click.echo)
-    except (OSError, ValueError) as error:
+        demo_module.run_demo(
+            out_dir, num_images=num_images or demo_module.DEMO_NUM_IMAGES,
+            size=size or demo_module.DEMO_SIZE, seed=seed,
+            epochs=epochs or demo_module.DEMO_EPOCHS, train=train_model,
+            mixed_precision=None if mixed_precision == "none" else mixed_precision,
+            echo=click.echo)
+    except (OSError, ValueError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
+
+
+@cli.command("benchmark")
+@click.argument("name", default="deeplabv3")
+@click.option("--backbone", default="resnet50", show_default=True,
+              type=click.Choice(["resnet50", "mobilenetv2"]))
+@click.option("--output-stride", default=None, type=int,
+              help="DeepLab: 16 (default) or 8; U-Net: 32.")
+@click.option("--input-size", default="384", show_default=True, help="S for S x S, or HxW.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Batch of the throughput and training figures.")
+@click.option("--num-classes", default=21, show_default=True, type=click.IntRange(min=1))
+@click.option("--width-multiplier", default=1.0, show_default=True, help="MobileNetV2's alpha.")
+@click.option("--precision", default="float32", show_default=True,
+              type=click.Choice(["float32", "mixed_bfloat16"]))
+@click.option("--fused-batchnorm/--no-fused-batchnorm", default=True, show_default=True,
+              help="TensorFlow's fused batch norm kernel (same weights) or Keras's layer.")
+@click.option("--xla/--no-xla", default=False, show_default=True,
+              help="Also time inference compiled with XLA.")
+@click.option("--tflite-threads", default="1,2", show_default=True,
+              help="TFLite interpreter threads to time, comma-separated; 'none' to skip.")
+@click.option("--latency-repeats", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--throughput-repeats", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--train-steps", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0))
+@click.option("--matmul-size", default=4096, show_default=True, type=click.IntRange(min=0),
+              help="Side of the matmul that measures the FLOP rate; 0 skips it.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the figures as JSON here ('-': standard output).")
+@click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Markdown file (e.g. benchmarks/RESULTS.md) whose section to write.")
+@click.option("--section", default=None,
+              help="Section name in --results (default: model_backbone_size_precision).")
+def benchmark(name: str, backbone: str, output_stride: int | None, input_size: str,
+              batch_size: int, num_classes: int, width_multiplier: float, precision: str,
+              fused_batchnorm: bool, xla: bool, tflite_threads: str, latency_repeats: int,
+              throughput_repeats: int, train_steps: int, warmup: int, matmul_size: int,
+              json_path: Path | None, results_path: Path | None, section: str | None) -> None:
+    """Speed and size of model NAME: latency, throughput, training, memory, TFLite."""
+    import json
+    import shlex
+    import sys
+
+    from pixelwise import benchmark as bench
+
+    try:
+        settings = bench.BenchmarkSettings(
+            model=name, backbone=backbone, output_stride=output_stride,
+            input_size=bench.parse_input_size(input_size), batch_size=batch_size,
+            num_classes=num_classes, precision=precision, fused_batchnorm=fused_batchnorm,
+            width_multiplier=width_multiplier, latency_repeats=latency_repeats,
+            throughput_repeats=throughput_repeats, train_steps=train_steps, warmup=warmup,
+            xla_inference=xla, tflite_threads=bench.parse_thread_counts(tflite_threads),
+            matmul_size=matmul_size)
+        result = bench.run_benchmark(settings, echo=lambda line: click.echo(f"... {line}", err=True))
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    for line in result.lines():
+        click.echo(line)
+    if json_path is not None:
+        if str(json_path) == "-":
+            click.echo(json.dumps(result.to_dict(), indent=2))
+        else:
+            bench.write_json(result.to_dict(), json_path)
+    if results_path is not None:
+        command = "pixelwise " + shlex.join(sys.argv[1:])
+        bench.update_results_section(
+            results_path, section or bench.default_section_name(settings),
+            bench.result_markdown(result, command))
 
 
 def main() -> None:
