@@ -364,6 +364,44 @@ def predict(run_dir: Path, inputs: tuple[Path, ...], out_dir: Path | None, resiz
         raise click.ClickException(str(error)) from error
 
 
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--format", "export_format", required=True,
+              type=click.Choice(["saved_model", "tflite"]))
+@click.option("--quantize", default=None, type=click.Choice(["float16", "int8"]),
+              help="TFLite: float16 weights, or full-integer int8 (default: float32).")
+@click.option("--input-size", default=None,
+              help="TFLite input size and check size: S or HxW (default: the run's).")
+@click.option("--out", "out_path", type=click.Path(path_type=Path),
+              help="SavedModel folder or .tflite file (default: RUN/export/...).")
+@click.option("--calibration-images", default=100, show_default=True,
+              type=click.IntRange(min=1), help="int8: training images that calibrate it.")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Compare with the Keras model on the run's test split; fail if short.")
+@click.option("--check-images", default=None, type=click.IntRange(min=1),
+              help="Check on the first N test images (default: all).")
+@click.option("--probabilities", is_flag=True, help="SavedModel: also output probabilities.")
+@click.option("--jit-compile/--no-jit-compile", default=False, show_default=True,
+              help="XLA for the SavedModel's serving function and the check's Keras side.")
+def export(run_dir: Path, export_format: str, quantize: str | None, input_size: str | None,
+           out_path: Path | None, calibration_images: int, check: bool,
+           check_images: int | None, probabilities: bool, jit_compile: bool) -> None:
+    """Export RUN's best model as a SavedModel or TFLite, checked against Keras."""
+    from pixelwise.export import ExportCheckError, export_run
+
+    size = _parse_size(input_size, "--input-size") if input_size else None
+    try:
+        export_run(run_dir, export_format=export_format, quantize=quantize, input_size=size,
+                   out=out_path, calibration_count=calibration_images, check=check,
+                   check_limit=check_images, include_probabilities=probabilities,
+                   jit_compile=jit_compile, echo=click.echo)
+    except ExportCheckError as error:
+        raise click.ClickException(f"the export fell short of its check; it stays on disk "
+                                   f"for inspection:\n{error}") from error
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+
+
 @cli.command("visualize")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--split", default="test", show_default=True)

@@ -1,0 +1,467 @@
+"""Export: the SavedModel signature, TFLite float32 / float16 / int8, the agreement check,
+TFLiteSegmenter on images of other sizes, and `pixelwise export` on a run folder.
+
+Two models, each built (or trained) once per module: DeepLab v3 with a narrow MobileNetV2
+(alpha 0.35, 16 ASPP channels) at 64 px, the toy target's architecture with its atrous
+layers; and a tiny three-layer network trained for a few seconds on coloured blobs
+(background, red discs, blue boxes), so the int8 check against float32 mean IoU compares
+a model that has learnt something (it reaches ~90% mean IoU).
+"""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+from PIL import Image
+
+from pixelwise.data.palette import write_label
+from pixelwise.data.pipeline import MEAN_RGB
+from pixelwise.data.spec import DatasetSpec
+from pixelwise.export import (
+    CheckThresholds,
+    ExportCheckError,
+    SavedModelSegmenter,
+    TFLiteSegmenter,
+    check_export,
+    export_saved_model,
+    export_tflite,
+    float32_model,
+    read_saved_model_spec,
+    read_tflite_metadata,
+    read_tflite_spec,
+    resize_bilinear,
+    resize_nearest,
+)
+from pixelwise.models import build_model
+from pixelwise.models.layers import ImageNetPreprocessing, ResizeToMatch
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
+SIZE = 64
+BLOB_SPEC = DatasetSpec(("background", "red disc", "blue box"),
+                        ((0, 0, 0), (200, 30, 30), (30, 30, 200)))
+
+
+# --------------------------------------------------------------------------- data, models
+
+
+def blob_example(rng: np.random.Generator, height: int = SIZE, width: int = SIZE):
+    """A grey noisy background with a red disc and a blue box; (uint8 image, uint8 label)."""
+    image = rng.normal(128, 18, (height, width, 3))
+    label_map = np.zeros((height, width), dtype=np.uint8)
+    rows, cols = np.mgrid[:height, :width]
+    radius = rng.uniform(0.12, 0.25) * min(height, width)
+    centre = rng.uniform(radius, [height - radius, width - radius])
+    disc = (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius ** 2
+    top, left = rng.integers(0, [height * 3 // 4, width * 3 // 4])
+    box = np.zeros_like(disc)
+    box[top:top + int(rng.integers(height // 6, height // 3)),
+        left:left + int(rng.integers(width // 6, width // 3))] = True
+    image[disc] = rng.normal((190, 60, 60), 18, (int(disc.sum()), 3))
+    image[box] = rng.normal((60, 60, 190), 18, (int(box.sum()), 3))
+    label_map[disc], label_map[box] = 1, 2
+    return np.clip(np.round(image), 0, 255).astype(np.uint8), label_map
+
+
+def blob_examples(count: int, seed: int, height: int = SIZE, width: int = SIZE):
+    rng = np.random.default_rng(seed)
+    return [blob_example(rng, height, width) for _ in range(count)]
+
+
+def tiny_network(num_classes: int) -> keras.Model:
+    """RGB 0..255 in, logits at the input size out, stride 4, with pixelwise's layers."""
+    image = keras.Input((None, None, 3), name="image")
+    features = ImageNetPreprocessing("tf")(image)
+    features = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(features)
+    features = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(features)
+    coarse = keras.layers.Conv2D(num_classes, 1, name="classifier")(features)
+    logits = ResizeToMatch(name="logits")([coarse, image])
+    return keras.Model(image, logits, name="tiny_blob_net")
+
+
+@pytest.fixture(scope="module")
+def blob_model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    model = tiny_network(BLOB_SPEC.num_classes)
+    examples = blob_examples(24, seed=1)
+    images = np.stack([image for image, _ in examples]).astype("float32")
+    labels = np.stack([label for _, label in examples]).astype("int32")
+    model.compile(optimizer=keras.optimizers.Adam(0.02),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(images, labels, batch_size=8, epochs=25, verbose=0, shuffle=True)
+    return model
+
+
+@pytest.fixture(scope="module")
+def deeplab() -> keras.Model:
+    """Random weights, batch-norm statistics of one batch: logits of order 1 and every
+    class predicted somewhere (fresh statistics give logits of ~1e-10, all ties)."""
+    keras.utils.set_random_seed(0)
+    model = build_model("deeplabv3", num_classes=BLOB_SPEC.num_classes, backbone="mobilenetv2",
+                        width_multiplier=0.35, aspp_filters=16)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    model(np.random.default_rng(0).uniform(0, 255, (8, SIZE, SIZE, 3)).astype("float32"),
+          training=True)
+    return model
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, blob_model, deeplab):
+    """The .tflite exports every test below reads: made once."""
+    folder = tmp_path_factory.mktemp("exports")
+    calibration = [image for image, _ in blob_examples(16, seed=2)]
+    return {
+        "deeplab_float32": export_tflite(deeplab, BLOB_SPEC, folder / "deeplab.tflite",
+                                         input_size=(SIZE, SIZE)),
+        "deeplab_int8": export_tflite(deeplab, BLOB_SPEC, folder / "deeplab_int8.tflite",
+                                      input_size=(SIZE, SIZE), quantize="int8",
+                                      calibration_images=calibration[:2]),
+        "blob_float32": export_tflite(blob_model, BLOB_SPEC, folder / "blob.tflite",
+                                      input_size=(SIZE, SIZE), input_multiple=4),
+        "blob_float16": export_tflite(blob_model, BLOB_SPEC, folder / "blob_fp16.tflite",
+                                      input_size=(SIZE, SIZE), quantize="float16",
+                                      input_multiple=4),
+        "blob_int8": export_tflite(blob_model, BLOB_SPEC, folder / "blob_int8.tflite",
+                                   input_size=(SIZE, SIZE), quantize="int8", input_multiple=4,
+                                   calibration_images=calibration),
+    }
+
+
+def keras_argmax(model: keras.Model, images: np.ndarray, multiple: int = 16) -> np.ndarray:
+    """The model's class maps, padding by hand (mean colour) to a multiple of the stride."""
+    batch, height, width, _ = images.shape
+    padded = np.empty((batch, -(-height // multiple) * multiple,
+                       -(-width // multiple) * multiple, 3), dtype=np.float32)
+    padded[:] = MEAN_RGB
+    padded[:, :height, :width] = images
+    logits = np.asarray(model(padded, training=False))
+    return np.argmax(logits[:, :height, :width], axis=-1)
+
+
+def operators(path) -> list[dict]:
+    """Each operator of a .tflite file in order: its name and its tensors' types, read from
+    the flatbuffer (an interpreter would show its delegate's nodes instead)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    op_names = {value: name for name, value in vars(schema.BuiltinOperator).items()
+                if not name.startswith("_")}
+    type_names = {value: name.lower() for name, value in vars(schema.TensorType).items()
+                  if not name.startswith("_")}
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    graph = model.Subgraphs(0)
+    found = []
+    for index in range(graph.OperatorsLength()):
+        operator = graph.Operators(index)
+        code = model.OperatorCodes(operator.OpcodeIndex())
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+
+        def types(indices):
+            return [type_names[graph.Tensors(int(i)).Type()] for i in indices if i >= 0]
+
+        found.append({"name": op_names[builtin], "inputs": types(operator.InputsAsNumpy()),
+                      "outputs": types(operator.OutputsAsNumpy())})
+    return found
+
+
+def class_iou(label_map: np.ndarray, class_map: np.ndarray, num_classes: int) -> float:
+    ious = []
+    for index in range(num_classes):
+        union = np.count_nonzero((label_map == index) | (class_map == index))
+        if union:
+            ious.append(np.count_nonzero((label_map == index) & (class_map == index)) / union)
+    return float(np.mean(ious))
+
+
+# --------------------------------------------------------------------------- SavedModel
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory, blob_model):
+    return export_saved_model(blob_model, BLOB_SPEC, tmp_path_factory.mktemp("sm") / "saved_model",
+                              input_multiple=4, include_probabilities=True)
+
+
+def test_saved_model_serves_uint8_batches_of_any_size(saved_model, blob_model):
+    served = SavedModelSegmenter(saved_model)
+    rng = np.random.default_rng(3)
+    batches = [np.stack([image for image, _ in blob_examples(2, seed=3)]),
+               rng.integers(0, 256, (1, 50, 70, 3), dtype=np.uint8)]  # padded to 52x72 inside
+    for images in batches:
+        outputs = served.predict_batch(images)
+        assert outputs["class_map"].dtype == np.int32
+        assert outputs["class_map"].shape == images.shape[:3]
+        np.testing.assert_array_equal(outputs["class_map"],
+                                      keras_argmax(blob_model, images, multiple=4))
+        probabilities = outputs["probabilities"]
+        assert probabilities.shape == (*images.shape[:3], BLOB_SPEC.num_classes)
+        np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-5)
+        np.testing.assert_array_equal(np.argmax(probabilities, -1), outputs["class_map"])
+    assert len(np.unique(served.predict_batch(batches[0])["class_map"])) == 3
+    assert served.predict(batches[1][0]).shape == (50, 70)
+
+
+def test_saved_model_carries_the_classes_and_colours(saved_model, blob_model):
+    assert read_saved_model_spec(saved_model) == BLOB_SPEC
+    loaded = tf.saved_model.load(str(saved_model))
+    constants = loaded.signatures["metadata"]()
+    assert [name.decode() for name in constants["class_names"].numpy()] == list(
+        BLOB_SPEC.class_names)
+    np.testing.assert_array_equal(constants["colors"].numpy(), np.asarray(BLOB_SPEC.colors))
+    assert int(constants["ignore_label"].numpy()) == 255
+    served = SavedModelSegmenter(saved_model)
+    assert served.spec == BLOB_SPEC
+    assert served.export_info["outputs"] == ["class_map", "probabilities"]
+    assert served.export_info["input_multiple"] == 4
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export_saved_model(blob_model, BLOB_SPEC, saved_model)
+
+
+# --------------------------------------------------------------------------- TFLite
+
+
+def test_tflite_float32_takes_uint8_and_returns_the_int32_argmax(exports, deeplab):
+    path = exports["deeplab_float32"]
+    segmenter = TFLiteSegmenter(path, num_threads=1)
+    detail_in = segmenter.interpreter.get_input_details()[0]
+    detail_out = segmenter.interpreter.get_output_details()[0]
+    assert detail_in["dtype"] == np.uint8 and list(detail_in["shape"]) == [1, SIZE, SIZE, 3]
+    assert detail_out["dtype"] == np.int32 and list(detail_out["shape"]) == [1, SIZE, SIZE]
+    names = [op["name"] for op in operators(path)]
+    assert names[-1] == "ARG_MAX" and "SPACE_TO_BATCH_ND" not in names
+    images = np.random.default_rng(4).integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
+    expected = keras_argmax(deeplab, images)
+    for image, keras_map in zip(images, expected):
+        assert np.mean(segmenter.predict(image) == keras_map) >= 0.999
+    assert read_tflite_spec(path) == BLOB_SPEC
+    assert segmenter.spec == BLOB_SPEC
+    info = json.loads(read_tflite_metadata(path)["pixelwise_export"])
+    assert info["input_size"] == [SIZE, SIZE] and info["quantize"] == "float32"
+    assert segmenter.quantize is None
+
+
+def test_tflite_int8_is_full_integer_with_uint8_in_and_int32_out(exports):
+    for key in ("deeplab_int8", "blob_int8"):
+        segmenter = TFLiteSegmenter(exports[key])
+        assert segmenter.interpreter.get_input_details()[0]["dtype"] == np.uint8
+        assert segmenter.interpreter.get_output_details()[0]["dtype"] == np.int32
+        assert segmenter.quantize == "int8"
+        ops = operators(exports[key])
+        assert ops[-1]["name"] == "ARG_MAX" and ops[-1]["inputs"][0] == "int8"
+        assert ops[-1]["outputs"] == ["int32"]
+        # The only float tensor: the input cast to float32, quantised at once.
+        float_ops = [op["name"] for op in ops if "float32" in op["inputs"] + op["outputs"]]
+        assert float_ops == ["CAST", "QUANTIZE"], float_ops
+        convolutions = [op for op in ops if op["name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+        assert convolutions and all(op["inputs"][:2] == ["int8", "int8"]
+                                    for op in convolutions)
+    assert (exports["deeplab_int8"].stat().st_size
+            < 0.5 * exports["deeplab_float32"].stat().st_size)
+
+
+def test_tflite_float16_stores_half_precision_weights(exports):
+    ops = operators(exports["blob_float16"])
+    dequantized = [op for op in ops if op["name"] == "DEQUANTIZE"]
+    assert len(dequantized) >= 3  # at least the three conv kernels
+    assert all(op["inputs"] == ["float16"] and op["outputs"] == ["float32"] for op in dequantized)
+    convolutions = [op for op in ops if op["name"] == "CONV_2D"]
+    assert len(convolutions) == 3 and all(op["inputs"][0] == "float32" for op in convolutions)
+    assert not [op for op in operators(exports["blob_float32"]) if op["name"] == "DEQUANTIZE"]
+    assert TFLiteSegmenter(exports["blob_float16"]).quantize == "float16"
+
+
+# --------------------------------------------------------------------------- the check
+
+
+def test_check_computes_agreement_and_mean_ious_of_both(exports, blob_model):
+    examples = blob_examples(6, seed=5)
+    segmenter = TFLiteSegmenter(exports["blob_int8"])
+    report = check_export(blob_model, BLOB_SPEC, segmenter, examples, quantize="int8",
+                          input_multiple=4)
+    images = np.stack([image for image, _ in examples])
+    labels = np.stack([label for _, label in examples])
+    keras_maps = keras_argmax(blob_model, images, multiple=4)
+    export_maps = np.stack([segmenter.predict(image) for image in images])
+    assert report.num_images == 6 and report.num_pixels == labels.size
+    assert report.pixel_agreement == pytest.approx(np.mean(keras_maps == export_maps))
+    assert report.keras_mean_iou == pytest.approx(class_iou(labels, keras_maps, 3))
+    assert report.export_mean_iou == pytest.approx(class_iou(labels, export_maps, 3))
+    assert report.keras_mean_iou > 0.8  # the model has learnt the blobs
+    assert report.passed and report.mean_iou_drop <= 0.01
+    assert report.pixel_agreement > 0.97
+    saved = report.to_dict()
+    assert saved["passed"] and saved["quantize"] == "int8"
+    assert json.loads(json.dumps(saved))["keras_mean_iou"] == pytest.approx(report.keras_mean_iou)
+
+
+def test_float_exports_agree_with_keras_on_the_check(exports, blob_model):
+    examples = blob_examples(4, seed=6)
+    for key, quantize in (("blob_float32", None), ("blob_float16", "float16")):
+        report = check_export(blob_model, BLOB_SPEC, TFLiteSegmenter(exports[key]), examples,
+                              quantize=quantize, input_multiple=4, jit_compile=True)
+        assert report.passed and report.pixel_agreement >= 0.995
+        assert report.thresholds.min_pixel_agreement == 0.995
+        assert "PASSED" in "\n".join(report.lines())
+
+
+def test_check_fails_loudly_when_short(exports, blob_model):
+    examples = blob_examples(3, seed=7)
+    segmenter = TFLiteSegmenter(exports["blob_float32"])
+    with pytest.raises(ExportCheckError, match=r"pixel agreement 100\.000% is below 101\.00%") as caught:
+        check_export(blob_model, BLOB_SPEC, segmenter, examples, input_multiple=4,
+                     thresholds=CheckThresholds(min_pixel_agreement=1.01))
+    assert not caught.value.report.passed
+    keras.utils.set_random_seed(9)
+    other = tiny_network(BLOB_SPEC.num_classes)  # untrained: another model altogether
+    with pytest.raises(ExportCheckError, match="FAILED"):
+        check_export(other, BLOB_SPEC, segmenter, examples, input_multiple=4)
+    with pytest.raises(ExportCheckError, match="points below the Keras model"):
+        check_export(blob_model, BLOB_SPEC, TFLiteSegmenter(exports["deeplab_int8"]), examples,
+                     quantize="int8", input_multiple=4)
+    report = check_export(other, BLOB_SPEC, segmenter, examples, input_multiple=4,
+                          raise_on_failure=False)
+    assert not report.passed and report.failures
+
+
+# --------------------------------------------------------------------------- other sizes
+
+
+def test_segmenter_maps_a_non_square_image_back_to_its_size(exports):
+    (image, label_map), = blob_examples(1, seed=8, height=45, width=100)
+    for fit in ("resize", "letterbox"):
+        segmenter = TFLiteSegmenter(exports["blob_float32"], fit=fit)
+        class_map = segmenter.predict(image)
+        assert class_map.shape == (45, 100) and class_map.dtype == np.int32
+        assert class_iou(label_map, class_map, 3) > 0.6, fit
+    letterbox = TFLiteSegmenter(exports["blob_float32"], fit="letterbox")
+    canvas = np.empty((SIZE, SIZE, 3), np.uint8)
+    canvas[:] = np.round(MEAN_RGB).astype(np.uint8)
+    canvas[:29] = resize_bilinear(image, (29, SIZE))  # 45x100 scaled by 0.64
+    np.testing.assert_array_equal(
+        letterbox.predict(image),
+        resize_nearest(letterbox.predict_at_input_size(canvas)[:29], (45, 100)))
+
+
+def test_resizing_matches_tensorflow():
+    image = np.random.default_rng(9).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    for size in ((64, 64), (20, 90)):
+        expected = tf.image.resize(image.astype(np.float32), size, method="bilinear").numpy()
+        assert np.abs(resize_bilinear(image, size).astype(float) - expected).max() <= 0.51
+        labels = image[..., 0]
+        np.testing.assert_array_equal(
+            resize_nearest(labels, size),
+            tf.image.resize(labels[..., None], size, method="nearest").numpy()[..., 0])
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_bad_requests_are_refused_with_the_fix(tmp_path, blob_model, deeplab):
+    with pytest.raises(ValueError, match=r"multiples of 16; use e.g. 64x96"):
+        export_tflite(deeplab, BLOB_SPEC, tmp_path / "m.tflite", input_size=(60, 100))
+    with pytest.raises(ValueError, match="calibration_images"):
+        export_tflite(blob_model, BLOB_SPEC, tmp_path / "m.tflite", input_size=(SIZE, SIZE),
+                      quantize="int8", input_multiple=4)
+    with pytest.raises(ValueError, match="predicts 3 classes but .* lists 21"):
+        export_tflite(blob_model, DatasetSpec.voc(), tmp_path / "m.tflite",
+                      input_size=(SIZE, SIZE), input_multiple=4)
+    with pytest.raises(ValueError, match="quantize must be"):
+        export_tflite(blob_model, BLOB_SPEC, tmp_path / "m.tflite", input_size=(SIZE, SIZE),
+                      quantize="int4", input_multiple=4)
+    not_tflite = tmp_path / "notes.tflite"
+    not_tflite.write_bytes(b"hello, not a flatbuffer")
+    with pytest.raises(ValueError, match="notes.tflite: not a TFLite model"):
+        TFLiteSegmenter(not_tflite)
+    with pytest.raises(FileNotFoundError, match="missing.tflite"):
+        TFLiteSegmenter(tmp_path / "missing.tflite")
+
+
+def test_mixed_precision_models_export_in_float32(blob_model):
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = tiny_network(BLOB_SPEC.num_classes)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    mixed.set_weights(blob_model.get_weights())
+    copy = float32_model(mixed)
+    assert copy is not mixed
+    assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+    images = np.stack([image for image, _ in blob_examples(2, seed=10)]).astype("float32")
+    np.testing.assert_allclose(np.asarray(copy(images)), np.asarray(blob_model(images)),
+                               rtol=1e-5, atol=1e-4)
+    assert float32_model(blob_model) is blob_model
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def write_blob_dataset(root, count: int, seed: int):
+    """The blobs in the VOC layout: JPEGs, palette PNGs, train/val lists, the classes."""
+    for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    names = [f"blob_{index:03d}" for index in range(count)]
+    for name, (image, label_map) in zip(names, blob_examples(count, seed)):
+        Image.fromarray(image).save(root / "JPEGImages" / f"{name}.jpg", quality=95)
+        write_label(root / "SegmentationClass" / f"{name}.png", label_map, BLOB_SPEC)
+    split = count * 2 // 3
+    (root / "ImageSets/Segmentation/train.txt").write_text("\n".join(names[:split]) + "\n")
+    (root / "ImageSets/Segmentation/val.txt").write_text("\n".join(names[split:]) + "\n")
+    BLOB_SPEC.save(root / "pixelwise_dataset.json")
+    return root
+
+
+@pytest.fixture(scope="module")
+def blob_run(tmp_path_factory, blob_model):
+    """A run folder laid out as ``pixelwise.runs`` defines it: config.json, the classes,
+    best.keras (the blob model; training one through ``pixelwise.train`` took 90 s here,
+    most of it tracing the first epoch)."""
+    from pixelwise.config import DataConfig, ModelConfig, RunConfig
+    from pixelwise.runs import RunFolder, save_model_atomically
+
+    root = tmp_path_factory.mktemp("run")
+    data = write_blob_dataset(root / "blobs", 36, seed=11)
+    folder = RunFolder(root / "run")
+    folder.root.mkdir()
+    RunConfig(data=DataConfig(source=str(data), input_size=SIZE, augment="none"),
+              model=ModelConfig(name="unet", backbone="mobilenetv2",
+                                backbone_weights=None)).save(folder.config_path)
+    BLOB_SPEC.save(folder.spec_path)
+    save_model_atomically(blob_model, folder.best_model_path, include_optimizer=False)
+    return folder.root
+
+
+def test_cli_exports_a_run_and_checks_it(blob_run):
+    from pixelwise.cli import cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["export", str(blob_run), "--format", "tflite", "--quantize",
+                                 "int8", "--calibration-images", "8"])
+    assert result.exit_code == 0, result.output
+    path = blob_run / "export" / "model_int8.tflite"
+    assert "calibrating int8 on 8 image(s) of split 'train'" in result.output
+    assert "pixels with the same class" in result.output and "PASSED" in result.output
+    report = json.loads((blob_run / "export" / "model_int8_check.json").read_text())
+    assert report["num_images"] == 6  # the test half of val.txt's 12
+    assert report["passed"] and report["mean_iou_drop"] <= 0.01
+    assert report["keras_mean_iou"] > 0.8  # a model that learnt something
+    segmenter = TFLiteSegmenter(path)
+    assert segmenter.spec == BLOB_SPEC and segmenter.input_size == (SIZE, SIZE)
+
+    result = runner.invoke(cli, ["export", str(blob_run), "--format", "saved_model",
+                                 "--out", str(blob_run / "served"), "--check-images", "2"])
+    assert result.exit_code == 0, result.output
+    assert SavedModelSegmenter(blob_run / "served").spec == BLOB_SPEC
+    assert json.loads((blob_run / "served_check.json").read_text())["pixel_agreement"] >= 0.995
+
+    result = runner.invoke(cli, ["export", str(blob_run), "--format", "saved_model",
+                                 "--quantize", "int8"])
+    assert result.exit_code != 0 and "quantize applies to TFLite" in result.output
+    result = runner.invoke(cli, ["export", str(blob_run), "--format", "tflite",
+                                 "--input-size", "50"])
+    assert result.exit_code != 0 and "multiples of 32; use e.g. 64x64" in result.output
