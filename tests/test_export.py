@@ -465,3 +465,27 @@ def test_cli_exports_a_run_and_checks_it(blob_run):
     result = runner.invoke(cli, ["export", str(blob_run), "--format", "tflite",
                                  "--input-size", "50"])
     assert result.exit_code != 0 and "multiples of 32; use e.g. 64x64" in result.output
+
+
+def test_cli_predicts_with_a_tflite_model(tmp_path, exports):
+    from pixelwise.cli import cli
+    from pixelwise.data.palette import read_label
+
+    images = tmp_path / "images"
+    images.mkdir()
+    examples = {"square": blob_example(np.random.default_rng(12)),
+                "wide": blob_example(np.random.default_rng(13), 48, 120)}
+    for name, (image, _) in examples.items():
+        Image.fromarray(image).save(images / f"{name}.png")
+    result = CliRunner().invoke(cli, ["predict", str(exports["blob_int8"]), str(images),
+                                      "--out", str(tmp_path / "out"), "--fit", "letterbox",
+                                      "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 4 file(s) for 2 image(s)" in result.output and "letterbox" in result.output
+    for name, (image, label_map) in examples.items():
+        class_map = read_label(tmp_path / "out" / f"{name}.png")
+        assert class_map.shape == image.shape[:2]
+        assert class_iou(label_map, class_map, 3) > 0.6, name
+        assert (tmp_path / "out" / f"{name}_overlay.png").is_file()
+    result = CliRunner().invoke(cli, ["predict", str(images / "wide.png"), str(images)])
+    assert result.exit_code != 0 and "give a run folder or a .tflite model" in result.output

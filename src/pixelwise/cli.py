@@ -348,18 +348,33 @@ def evaluate(run_dir: Path, split: str, resolutions: tuple[str, ...], multi_scal
 
 
 @cli.command("predict")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_dir", metavar="RUN|MODEL.tflite",
+                type=click.Path(exists=True, path_type=Path))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder (default: RUN/predictions).")
+              help="Output folder (default: RUN/predictions, or NAME_predictions beside "
+                   "the .tflite).")
 @click.option("--resize", is_flag=True,
               help="Run at the training input size (default: each image at its own size).")
-def predict(run_dir: Path, inputs: tuple[Path, ...], out_dir: Path | None, resize: bool) -> None:
-    """Class-index PNG and colour overlay for each image in INPUTS (files or folders)."""
-    from pixelwise.predict import predict_run
+@click.option("--fit", default="resize", show_default=True,
+              type=click.Choice(["resize", "letterbox"]),
+              help=".tflite: how an image meets the model's fixed input size.")
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              help=".tflite: interpreter threads.")
+def predict(run_dir: Path, inputs: tuple[Path, ...], out_dir: Path | None, resize: bool,
+            fit: str, threads: int | None) -> None:
+    """Class-index PNG and colour overlay for each image in INPUTS (files or folders),
+    from a run's best model or an exported .tflite model."""
+    from pixelwise.predict import predict_run, predict_tflite
 
     try:
-        predict_run(run_dir, inputs, out_dir, resize=resize, echo=click.echo)
+        if run_dir.is_file():
+            if run_dir.suffix != ".tflite":
+                raise click.UsageError(f"{run_dir}: give a run folder or a .tflite model")
+            predict_tflite(run_dir, inputs, out_dir, num_threads=threads, fit=fit,
+                           echo=click.echo)
+        else:
+            predict_run(run_dir, inputs, out_dir, resize=resize, echo=click.echo)
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from error
 

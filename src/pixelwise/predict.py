@@ -7,6 +7,12 @@
     model, spec, config = load_run("runs/voc")
     predict_images(model, spec, paths, "out/", input_multiple=config.model.input_multiple)
 
+    predict_tflite("runs/voc/export/model_int8.tflite", ["photo.jpg"], "out/")
+
+An exported TFLite model (``pixelwise export``) runs at its fixed input size: each image is
+resized (or letterboxed) to it and the class map mapped back (nearest neighbour); see
+``pixelwise.export.TFLiteSegmenter``. Its classes come from the file's own metadata.
+
 An image is padded at the bottom and right to a multiple of the model's stride with the
 ImageNet mean colour (what the training pipeline pads with), and the logits are cropped
 back to the image; or, with ``input_size``, resized to that size and the logits resized
@@ -105,10 +111,11 @@ def overlay(image: np.ndarray, label_map: np.ndarray, spec: DatasetSpec,
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
 
-def predict_images(model: keras.Model, spec: DatasetSpec, paths: Sequence[str | Path],
+def predict_images(model: keras.Model | None, spec: DatasetSpec, paths: Sequence[str | Path],
                    out_dir: str | Path, *, input_multiple: int = 16,
-                   input_size: tuple[int, int] | None = None,
-                   progress: bool = True) -> list[PredictionFiles]:
+                   input_size: tuple[int, int] | None = None, progress: bool = True,
+                   class_map_of: Callable[[np.ndarray], np.ndarray] | None = None,
+                   ) -> list[PredictionFiles]:
     """For each image: ``out_dir/NAME.png`` (palette PNG of class indices) and
     ``out_dir/NAME_overlay.png``; see the module docstring.
 
@@ -120,6 +127,8 @@ def predict_images(model: keras.Model, spec: DatasetSpec, paths: Sequence[str | 
         input_multiple: the model's stride (16 / 8 for DeepLab, 32 for U-Net).
         input_size: None to pad each image, or (height, width) to resize to.
         progress: a progress bar.
+        class_map_of: instead of ``model``, a function giving an image's class map [H, W]
+            (e.g. ``TFLiteSegmenter.predict``); ``model`` may then be None.
 
     Two images with the same name (from different folders) would overwrite each other's
     outputs, so they are refused before anything is written.
@@ -136,9 +145,12 @@ def predict_images(model: keras.Model, spec: DatasetSpec, paths: Sequence[str | 
     written = []
     for path in tqdm(images, unit="image", desc="predict", disable=not progress or len(images) < 2):
         image = read_image(path)
-        logits = predict_logits(model, image, input_multiple=input_multiple,
-                                input_size=input_size)
-        label_map = np.argmax(logits, axis=-1).astype(np.uint8)
+        if class_map_of is not None:
+            label_map = np.asarray(class_map_of(image)).astype(np.uint8)
+        else:
+            logits = predict_logits(model, image, input_multiple=input_multiple,
+                                    input_size=input_size)
+            label_map = np.argmax(logits, axis=-1).astype(np.uint8)
         label_path = out_dir / f"{path.stem}.png"
         overlay_path = out_dir / f"{path.stem}_overlay.png"
         write_atomically(label_path, lambda temporary: write_label(temporary, label_map, spec))
@@ -165,5 +177,29 @@ def predict_run(run_dir: str | Path, paths: Sequence[str | Path],
     return written
 
 
+def predict_tflite(model_path: str | Path, paths: Sequence[str | Path],
+                   out_dir: str | Path | None = None, *, num_threads: int | None = None,
+                   fit: str = "resize", progress: bool = True,
+                   echo: Callable[[str], None] = print) -> list[PredictionFiles]:
+    """``predict_images`` with a .tflite model from ``pixelwise export``.
+
+    ``fit``: "resize" or "letterbox" (see ``TFLiteSegmenter``); ``num_threads``: the
+    interpreter's threads (None: its default). Default ``out_dir``: NAME_predictions/ beside
+    the model file.
+    """
+    from pixelwise.export import TFLiteSegmenter
+
+    model_path = Path(model_path)
+    segmenter = TFLiteSegmenter(model_path, num_threads=num_threads, fit=fit)
+    out_dir = (Path(out_dir) if out_dir is not None
+               else model_path.parent / f"{model_path.stem}_predictions")
+    written = predict_images(None, segmenter.spec, paths, out_dir, progress=progress,
+                             class_map_of=segmenter.predict)
+    echo(f"wrote {2 * len(written)} file(s) for {len(written)} image(s) to {out_dir} "
+         f"({model_path.name}, {segmenter.input_size[0]}x{segmenter.input_size[1]}, "
+         f"{fit})")
+    return written
+
+
 __all__ = ["IMAGE_SUFFIXES", "PredictionFiles", "collect_images", "overlay", "predict_images",
-           "predict_logits", "predict_run", "read_image"]
+           "predict_logits", "predict_run", "predict_tflite", "read_image"]
