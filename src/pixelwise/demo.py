@@ -15,14 +15,15 @@ and the training curves, and prints the test scores beside the majority-class ba
 The defaults are tuned to finish within 10 minutes on 2 CPU cores: 96 x 96 images, a
 narrower ASPP (64 channels, rates 2/4/6 for the 6 x 6 feature map), batch-norm momentum
 0.9 (Keras's 0.99 lags behind in a run this short), and bfloat16 mixed precision where
-the CPU computes it natively (about twice as fast there; float32 elsewhere). A rerun
-with the same settings reuses the dataset and the finished run (an interrupted run
-resumes).
+the CPU computes it natively (about twice as fast there; float32 elsewhere, which takes
+about twice as long). A rerun with the same settings reuses the dataset and the finished
+run (an interrupted run resumes); a demo run made with other settings, or on a dataset
+since regenerated, is replaced.
 """
 
 from __future__ import annotations
 
-import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,14 +31,15 @@ from pathlib import Path
 
 from pixelwise.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from pixelwise.data.check import CheckReport, check_dataset
-from pixelwise.data.synthetic import generate_synthetic
+from pixelwise.data.synthetic import generate_synthetic, read_params
 from pixelwise.data.voc import DEFAULT_SPLIT_SEED
+from pixelwise.runs import RunFolder, write_json_atomically
 
 DEFAULT_DEMO_DIR = Path("runs") / "demo"
 DEMO_SPLITS = ("train", "val", "test")
 DEMO_NUM_IMAGES = 300
 DEMO_SIZE = 96
-DEMO_EPOCHS = 8
+DEMO_EPOCHS = 12
 DEMO_BATCH_SIZE = 8
 DEMO_LEARNING_RATE = 1e-3
 DEMO_ASPP_FILTERS = 64
@@ -92,8 +94,10 @@ def demo_config(data_root: str | Path, *, size: int = DEMO_SIZE, epochs: int = D
 
 def prepare_demo_data(data_dir: Path, *, num_images: int, size: int, seed: int,
                       split_seed: int, echo: Callable[[str], None],
-                      progress: bool) -> tuple[Path, dict[str, CheckReport]]:
-    """Generate (or reuse) the synthetic dataset and check its splits."""
+                      progress: bool) -> tuple[Path, dict[str, CheckReport], bool]:
+    """Generate (or reuse) the synthetic dataset and check its splits; the last value
+    says whether the dataset was (re)generated rather than reused."""
+    previous = read_params(data_dir) if data_dir.is_dir() else None
     layout = generate_synthetic(data_dir, num_images=num_images, size=size, seed=seed,
                                 overwrite=True, progress=progress)
     spec = layout.spec
@@ -106,7 +110,21 @@ def prepare_demo_data(data_dir: Path, *, num_images: int, size: int, seed: int,
     if failed:
         raise ValueError(f"{layout.root}: the check found problems in split(s) "
                          f"{', '.join(failed)}; see the report above")
-    return layout.root, reports
+    return layout.root, reports, read_params(layout.root) != previous
+
+
+def discard_stale_run(run_dir: Path, config: RunConfig, data_changed: bool,
+                      echo: Callable[[str], None]) -> None:
+    """Delete an earlier demo run made with other settings or on other data, so the demo
+    retrains instead of refusing (as ``train`` does for other runs) or reusing it."""
+    folder = RunFolder(run_dir)
+    if not folder.exists():
+        return
+    changes = RunConfig.load(folder.config_path).differences(config)
+    if changes or data_changed:
+        reason = "; ".join(changes) if changes else "the dataset was regenerated"
+        echo(f"replacing the earlier demo run in {run_dir} ({reason})")
+        shutil.rmtree(run_dir)
 
 
 def run_demo(out_dir: str | Path = DEFAULT_DEMO_DIR, *, num_images: int = DEMO_NUM_IMAGES,
@@ -140,9 +158,9 @@ def run_demo(out_dir: str | Path = DEFAULT_DEMO_DIR, *, num_images: int = DEMO_N
 
     started = time.monotonic()
     out_dir = Path(out_dir)
-    data_root, reports = prepare_demo_data(out_dir / "data", num_images=num_images, size=size,
-                                           seed=seed, split_seed=split_seed, echo=echo,
-                                           progress=progress)
+    data_root, reports, data_changed = prepare_demo_data(
+        out_dir / "data", num_images=num_images, size=size, seed=seed, split_seed=split_seed,
+        echo=echo, progress=progress)
     result = DemoResult(data_root=data_root, reports=reports)
     if not train:
         return result
@@ -150,6 +168,7 @@ def run_demo(out_dir: str | Path = DEFAULT_DEMO_DIR, *, num_images: int = DEMO_N
     config = demo_config(data_root, size=size, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, mixed_precision=mixed_precision,
                          split_seed=split_seed)
+    discard_stale_run(run_dir, config, data_changed, echo)
     echo(f"training DeepLab v3 (ResNet-50, random init) at {size}x{size}, {epochs} epochs, "
          f"batch {batch_size}, precision {config.train.precision_policy}")
     trained = train_run(config, run_dir, progress=progress, echo=echo)
@@ -176,8 +195,6 @@ def run_demo(out_dir: str | Path = DEFAULT_DEMO_DIR, *, num_images: int = DEMO_N
         "figures": [str(path) for path in figures],
         "config": config.to_dict(),
     }
-    from pixelwise.runs import write_json_atomically
-
     write_json_atomically(out_dir / SUMMARY_FILENAME, summary)
     echo("")
     echo(f"demo finished in {wall_seconds / 60:.1f} min")
