@@ -9,7 +9,13 @@ import pytest
 
 from pixelwise.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from pixelwise.runs import RunFolder, load_run, write_atomically, write_text_atomically
-from pixelwise.train import ResumableEarlyStopping, ResumableReduceLROnPlateau, trim_log
+from pixelwise.train import (
+    ResumableEarlyStopping,
+    ResumableReduceLROnPlateau,
+    build_network,
+    precision_policy,
+    trim_log,
+)
 
 
 def make_config(**train):
@@ -153,3 +159,23 @@ def test_plateau_and_early_stopping_state_survive_on_train_begin():
     fresh.set_model(model)
     fresh.on_train_begin()
     assert fresh.state() == {"wait": 0, "best": None, "cooldown_counter": 0}
+
+
+# ---- precision and batch-norm momentum --------------------------------------------------
+
+def test_mixed_precision_applies_inside_the_block_only():
+    config = RunConfig(data=DataConfig(source="x", input_size=64),
+                       model=ModelConfig(backbone="mobilenetv2", width_multiplier=0.35,
+                                         backbone_weights=None, aspp_filters=8,
+                                         bn_momentum=0.8))
+    before = keras.mixed_precision.global_policy().name
+    with precision_policy("mixed_bfloat16"):
+        model = build_network(config, num_classes=3)
+    assert keras.mixed_precision.global_policy().name == before == "float32"
+    logits = model(np.zeros((1, 64, 64, 3), np.float32))
+    assert logits.dtype == "float32" and tuple(logits.shape) == (1, 64, 64, 3)
+    assert {layer.compute_dtype for layer in model.layers
+            if isinstance(layer, keras.layers.Conv2D) and layer.name != "classifier"} == {"bfloat16"}
+    batch_norms = [layer for layer in model.layers
+                   if isinstance(layer, keras.layers.BatchNormalization)]
+    assert batch_norms and {layer.momentum for layer in batch_norms} == {0.8}
