@@ -152,8 +152,8 @@ def _atomic_path(path: Path) -> Path:
 
 def _check_destination(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: already exists; pass overwrite=True (CLI: --overwrite) "
-                              f"or choose another --out")
+        raise FileExistsError(f"{path}: already exists; pass overwrite=True or choose "
+                              f"another path")
 
 
 def _replace(temporary: Path, path: Path) -> None:
