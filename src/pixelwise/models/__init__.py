@@ -25,6 +25,7 @@ from pixelwise.models.backbones import (
     WeightsUnavailableError,
     build_backbone,
 )
+from pixelwise.models.batchnorm import FusedBatchNormalization
 from pixelwise.models.deeplabv3 import build_deeplabv3, build_deeplabv3plus
 from pixelwise.models.summary import ModelSize, count_multiply_adds, measure_model
 from pixelwise.models.unet import build_unet
@@ -44,6 +45,7 @@ def build_model(
     multi_grid: Sequence[int] | None = None,
     width_multiplier: float = 1.0,
     dropout: float = 0.1,
+    fused_batchnorm: bool = True,
     **options: Any,
 ) -> keras.Model:
     """Build the segmentation model ``name`` (one of :data:`MODEL_NAMES`).
@@ -61,6 +63,10 @@ def build_model(
         multi_grid: DeepLab + ResNet50: conv5 rate multipliers, e.g. ``(1, 2, 4)``.
         width_multiplier: MobileNetV2's alpha.
         dropout: dropout rate before the classifier stage.
+        fused_batchnorm: every BatchNormalization layer (backbone and head) is a
+            :class:`~pixelwise.models.batchnorm.FusedBatchNormalization`: Keras's layer,
+            weights and config, computed by TensorFlow's fused kernel (faster on CPU).
+            False builds Keras's own ``BatchNormalization``; weights move between the two.
         **options: passed to the builder: ``aspp_filters``, ``aspp_rates`` (DeepLab),
             ``low_level_filters``, ``decoder_filters`` (DeepLab v3+, U-Net).
     """
@@ -71,7 +77,8 @@ def build_model(
     stride = DEFAULT_OUTPUT_STRIDE[name] if output_stride is None else output_stride
     common = dict(
         num_classes=num_classes, input_shape=tuple(input_shape), backbone=backbone,
-        backbone_weights=backbone_weights, width_multiplier=width_multiplier, dropout=dropout)
+        backbone_weights=backbone_weights, width_multiplier=width_multiplier, dropout=dropout,
+        fused_batchnorm=fused_batchnorm)
     if name == "unet":
         if stride != 32:
             raise ValueError(
@@ -97,6 +104,7 @@ def load_model(path: str | os.PathLike, *, compile: bool = True) -> keras.Model:
 __all__ = [
     "BACKBONE_NAMES",
     "FEATURE_LAYERS",
+    "FusedBatchNormalization",
     "MODEL_NAMES",
     "ModelSize",
     "WeightsUnavailableError",

@@ -14,6 +14,10 @@ features. It is built in three steps:
    of the weights, so every pretrained weight survives (all three conv5 blocks of ResNet50,
    and conv4 at output stride 8).
 
+The clone in step 2 also swaps every BatchNormalization for
+:class:`~pixelwise.models.batchnorm.FusedBatchNormalization` (same config and weights,
+TensorFlow's fused kernel) unless ``fused_batchnorm=False``.
+
 The layers keep their keras.applications names, so taps are named in one table,
 :data:`FEATURE_LAYERS`, and weights files from keras.applications load as they are.
 """
@@ -28,6 +32,7 @@ from typing import Any
 
 import keras
 
+from pixelwise.models.batchnorm import fused_class
 from pixelwise.models.layers import AtrousConv2D, AtrousDepthwiseConv2D, ImageNetPreprocessing
 
 BACKBONE_NAMES = ("resnet50", "mobilenetv2")
@@ -219,6 +224,7 @@ def build_backbone(
     weights: WeightsArg = None,
     multi_grid: Sequence[int] | None = None,
     width_multiplier: float = 1.0,
+    fused_batchnorm: bool = True,
 ) -> keras.Model:
     """An atrous backbone: RGB 0..255 -> last-stage features at ``output_stride``.
 
@@ -232,6 +238,9 @@ def build_backbone(
         multi_grid: ResNet50 only: per-block multipliers of conv5's dilation rate, e.g.
             ``(1, 2, 4)``.
         width_multiplier: MobileNetV2 only: its ``alpha`` (channels x this).
+        fused_batchnorm: replace keras.applications' BatchNormalization layers by
+            :class:`~pixelwise.models.batchnorm.FusedBatchNormalization` (same config and
+            weights; TensorFlow's fused kernel). False keeps Keras's own layer.
 
     Returns:
         A functional model whose layers keep the keras.applications names (see
@@ -278,7 +287,8 @@ def build_backbone(
         config = edit(dict(layer.get_config()))
         if tuple(config.get("dilation_rate", (1, 1))) != (1, 1):
             return ATROUS_VERSIONS[type(layer)].from_config(config)
-        return layer.__class__.from_config(config)
+        layer_class = fused_class(type(layer)) if fused_batchnorm else type(layer)
+        return layer_class.from_config(config)
 
     atrous = keras.models.clone_model(pretrained, clone_function=clone_layer)
     for source in pretrained.layers:

@@ -42,7 +42,8 @@ def default_aspp_rates(output_stride: int) -> tuple[int, ...]:
 
 
 def atrous_spatial_pyramid_pooling(features, *, filters: int, rates: Sequence[int],
-                                   dropout: float, name: str = "aspp"):
+                                   dropout: float, name: str = "aspp",
+                                   fused_batchnorm: bool = True):
     """ASPP as in DeepLab v3: parallel 1x1, 3x3 atrous (one per rate) and image-pooling
     branches, concatenated and projected by a 1x1 conv + BN + ReLU, then dropout; layers
     named ``{name}_...``.
@@ -50,15 +51,16 @@ def atrous_spatial_pyramid_pooling(features, *, filters: int, rates: Sequence[in
     The image-pooling branch resizes the output of its 1x1 conv + BN + ReLU (``filters``
     channels) to the feature map's runtime size, not the pooled input features.
     """
-    branches = [conv_bn_relu(features, filters, 1, name=f"{name}_1x1")]
+    fused = dict(fused_batchnorm=fused_batchnorm)
+    branches = [conv_bn_relu(features, filters, 1, name=f"{name}_1x1", **fused)]
     for index, rate in enumerate(rates, start=1):
-        branches.append(
-            conv_bn_relu(features, filters, 3, dilation_rate=rate, name=f"{name}_atrous{index}"))
+        branches.append(conv_bn_relu(features, filters, 3, dilation_rate=rate,
+                                     name=f"{name}_atrous{index}", **fused))
     pooled = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool_average")(features)
-    pooled = conv_bn_relu(pooled, filters, 1, name=f"{name}_pool")
+    pooled = conv_bn_relu(pooled, filters, 1, name=f"{name}_pool", **fused)
     branches.append(ResizeToMatch(name=f"{name}_pool_resize")([pooled, features]))
     merged = keras.layers.Concatenate(name=f"{name}_concat")(branches)
-    projected = conv_bn_relu(merged, filters, 1, name=f"{name}_project")
+    projected = conv_bn_relu(merged, filters, 1, name=f"{name}_project", **fused)
     return keras.layers.Dropout(dropout, name=f"{name}_dropout")(projected)
 
 
@@ -79,15 +81,17 @@ def _check_head_arguments(num_classes: int, output_stride: int, dropout: float) 
 
 
 def _deeplab_encoder(model_name, *, input_shape, backbone, output_stride, backbone_weights,
-                     multi_grid, width_multiplier, aspp_filters, aspp_rates, dropout):
+                     multi_grid, width_multiplier, aspp_filters, aspp_rates, dropout,
+                     fused_batchnorm):
     check_input_shape(input_shape, output_stride, model_name)
     encoder = build_backbone(
         backbone, input_shape=input_shape, output_stride=output_stride,
-        weights=backbone_weights, multi_grid=multi_grid, width_multiplier=width_multiplier)
+        weights=backbone_weights, multi_grid=multi_grid, width_multiplier=width_multiplier,
+        fused_batchnorm=fused_batchnorm)
     rates = default_aspp_rates(output_stride) if aspp_rates is None else tuple(aspp_rates)
     aspp = atrous_spatial_pyramid_pooling(
         backbone_features(encoder, backbone, 32), filters=aspp_filters, rates=rates,
-        dropout=dropout)
+        dropout=dropout, fused_batchnorm=fused_batchnorm)
     return encoder, aspp
 
 
@@ -103,6 +107,7 @@ def build_deeplabv3(
     dropout: float = 0.1,
     aspp_filters: int = 256,
     aspp_rates: Sequence[int] | None = None,
+    fused_batchnorm: bool = True,
 ) -> keras.Model:
     """DeepLab v3: RGB images 0..255 [B, H, W, 3] -> float32 logits [B, H, W, num_classes].
 
@@ -118,6 +123,9 @@ def build_deeplabv3(
         dropout: dropout rate after the ASPP projection.
         aspp_filters: channels of every ASPP branch and of the projection (256 in the paper).
         aspp_rates: rates of the 3x3 atrous branches; default (6, 12, 18) x 16 / output_stride.
+        fused_batchnorm: every BatchNormalization is a
+            :class:`~pixelwise.models.batchnorm.FusedBatchNormalization` (TensorFlow's fused
+            kernel, same weights and config); False: Keras's own layer.
 
     Example:
         >>> model = build_deeplabv3(num_classes=21)
@@ -128,7 +136,7 @@ def build_deeplabv3(
         "deeplabv3", input_shape=input_shape, backbone=backbone, output_stride=output_stride,
         backbone_weights=backbone_weights, multi_grid=multi_grid,
         width_multiplier=width_multiplier, aspp_filters=aspp_filters, aspp_rates=aspp_rates,
-        dropout=dropout)
+        dropout=dropout, fused_batchnorm=fused_batchnorm)
     logits = _classify_and_resize(aspp, encoder.input, num_classes)
     return keras.Model(encoder.input, logits, name=f"deeplabv3_{backbone}_os{output_stride}")
 
@@ -147,6 +155,7 @@ def build_deeplabv3plus(
     aspp_rates: Sequence[int] | None = None,
     low_level_filters: int = 48,
     decoder_filters: int = 256,
+    fused_batchnorm: bool = True,
 ) -> keras.Model:
     """DeepLab v3+: the DeepLab v3 encoder plus a decoder at 1/4 resolution.
 
@@ -161,13 +170,14 @@ def build_deeplabv3plus(
         "deeplabv3plus", input_shape=input_shape, backbone=backbone,
         output_stride=output_stride, backbone_weights=backbone_weights, multi_grid=multi_grid,
         width_multiplier=width_multiplier, aspp_filters=aspp_filters, aspp_rates=aspp_rates,
-        dropout=dropout)
+        dropout=dropout, fused_batchnorm=fused_batchnorm)
+    fused = dict(fused_batchnorm=fused_batchnorm)
     low_level = backbone_features(encoder, backbone, 4)
-    low_level = conv_bn_relu(low_level, low_level_filters, 1, name="decoder_low_level")
+    low_level = conv_bn_relu(low_level, low_level_filters, 1, name="decoder_low_level", **fused)
     upsampled = ResizeToMatch(name="decoder_upsample")([aspp, low_level])
     decoded = keras.layers.Concatenate(name="decoder_concat")([upsampled, low_level])
-    decoded = conv_bn_relu(decoded, decoder_filters, 3, name="decoder_refine1")
-    decoded = conv_bn_relu(decoded, decoder_filters, 3, name="decoder_refine2")
+    decoded = conv_bn_relu(decoded, decoder_filters, 3, name="decoder_refine1", **fused)
+    decoded = conv_bn_relu(decoded, decoder_filters, 3, name="decoder_refine2", **fused)
     logits = _classify_and_resize(decoded, encoder.input, num_classes)
     return keras.Model(encoder.input, logits, name=f"deeplabv3plus_{backbone}_os{output_stride}")
 

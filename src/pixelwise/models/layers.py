@@ -19,6 +19,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from pixelwise.models.batchnorm import batch_normalization
+
 # keras.applications' own constants (imagenet_utils.preprocess_input).
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 TORCH_RGB_MEAN = (0.485, 0.456, 0.406)
@@ -229,11 +231,13 @@ class AtrousDepthwiseConv2D(keras.layers.DepthwiseConv2D):
         return outputs
 
 
-def conv_bn_relu(features, filters: int, kernel_size: int, *, name: str, dilation_rate: int = 1):
+def conv_bn_relu(features, filters: int, kernel_size: int, *, name: str, dilation_rate: int = 1,
+                 fused_batchnorm: bool = True):
     """Conv (no bias, 'same' padding) -> BatchNormalization -> ReLU, as layers named
-    ``{name}_conv``, ``{name}_bn`` and ``{name}_relu``."""
+    ``{name}_conv``, ``{name}_bn`` and ``{name}_relu``; the batch norm is a
+    :class:`~pixelwise.models.batchnorm.FusedBatchNormalization` if ``fused_batchnorm``."""
     features = AtrousConv2D(
         filters, kernel_size, padding="same", dilation_rate=dilation_rate, use_bias=False,
         kernel_initializer="he_normal", name=f"{name}_conv")(features)
-    features = keras.layers.BatchNormalization(name=f"{name}_bn")(features)
+    features = batch_normalization(fused=fused_batchnorm, name=f"{name}_bn")(features)
     return keras.layers.ReLU(name=f"{name}_relu")(features)

@@ -29,13 +29,15 @@ SKIP_STRIDES = (16, 8, 4, 2)
 DEFAULT_DECODER_FILTERS = (256, 128, 64, 32, 16)
 
 
-def _decoder_stage(features, skip, filters: int, name: str):
+def _decoder_stage(features, skip, filters: int, name: str, fused_batchnorm: bool):
     features = keras.layers.Conv2DTranspose(
         filters, 2, strides=2, name=f"{name}_upconv")(features)
     if skip is not None:
         features = keras.layers.Concatenate(name=f"{name}_concat")([features, skip])
-    features = conv_bn_relu(features, filters, 3, name=f"{name}_refine1")
-    return conv_bn_relu(features, filters, 3, name=f"{name}_refine2")
+    features = conv_bn_relu(features, filters, 3, name=f"{name}_refine1",
+                            fused_batchnorm=fused_batchnorm)
+    return conv_bn_relu(features, filters, 3, name=f"{name}_refine2",
+                        fused_batchnorm=fused_batchnorm)
 
 
 def build_unet(
@@ -47,6 +49,7 @@ def build_unet(
     width_multiplier: float = 1.0,
     dropout: float = 0.1,
     decoder_filters: Sequence[int] = DEFAULT_DECODER_FILTERS,
+    fused_batchnorm: bool = True,
 ) -> keras.Model:
     """U-Net: RGB images 0..255 [B, H, W, 3] -> float32 logits [B, H, W, num_classes].
 
@@ -58,6 +61,8 @@ def build_unet(
         width_multiplier: MobileNetV2's alpha.
         dropout: dropout rate before the classifier.
         decoder_filters: channels of the five decoder stages, from 1/16 up to full size.
+        fused_batchnorm: every BatchNormalization is a
+            :class:`~pixelwise.models.batchnorm.FusedBatchNormalization`; False: Keras's own.
 
     Example:
         >>> model = build_unet(num_classes=21)
@@ -73,11 +78,12 @@ def build_unet(
     check_input_shape(input_shape, UNET_INPUT_MULTIPLE, "unet")
     encoder = build_backbone(
         backbone, input_shape=input_shape, output_stride=32, weights=backbone_weights,
-        width_multiplier=width_multiplier)
+        width_multiplier=width_multiplier, fused_batchnorm=fused_batchnorm)
     features = backbone_features(encoder, backbone, 32)
     skips = [backbone_features(encoder, backbone, stride) for stride in SKIP_STRIDES] + [None]
     for index, (skip, filters) in enumerate(zip(skips, decoder_filters), start=1):
-        features = _decoder_stage(features, skip, filters, name=f"decoder{index}")
+        features = _decoder_stage(features, skip, filters, name=f"decoder{index}",
+                                  fused_batchnorm=fused_batchnorm)
     features = keras.layers.Dropout(dropout, name="classifier_dropout")(features)
     logits = keras.layers.Conv2D(num_classes, 1, name="logits", dtype="float32")(features)
     return keras.Model(encoder.input, logits, name=f"unet_{backbone}")
