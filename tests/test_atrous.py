@@ -1,0 +1,133 @@
+"""Atrous convolution as per-tap products over the outputs each tap reaches.
+
+Against Keras's own dilated Conv2D with the same kernel: outputs and gradients, for sizes
+where the rate is below, equal to and above the feature size, known or unknown at trace
+time; the work it skips, counted by hand; and AtrousConv2D keeps Conv2D's config and
+weights.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pixelwise.models.atrous import (
+    tap_reach,
+    tapwise_convolution,
+    tapwise_multiply_adds,
+)
+from pixelwise.models.layers import AtrousConv2D
+
+CASES = [  # (height, width), kernel size, dilation rate
+    ((7, 9), 3, (2, 2)),      # backbone-like: every tap reaches most outputs
+    ((24, 24), 3, (18, 18)),  # ASPP rate 18 at 384 px: off-centre taps reach 6 of 24 rows
+    ((24, 24), 3, (6, 6)),
+    ((4, 6), 3, (6, 6)),      # rate beyond the map (ASPP at 64 px): only the centre tap
+    ((6, 6), 3, (6, 6)),      # rate equal to the size: off-centre taps reach nothing
+    ((5, 13), 3, (12, 12)),   # beyond in one axis, within in the other
+    ((5, 8), 3, (2, 3)),      # different rates per axis
+    ((6, 5), 2, (2, 2)),      # even kernel: the 'same' pad is uneven (more after)
+    ((3, 3), 3, (1, 1)),      # undilated
+]
+
+
+def _reference_layer(kernel_size, rate, in_channels=5, filters=4, seed=0):
+    layer = keras.layers.Conv2D(filters, kernel_size, dilation_rate=rate, padding="same",
+                                use_bias=False)
+    layer.build((None, None, None, in_channels))
+    rng = np.random.default_rng(seed)
+    layer.kernel.assign(rng.normal(size=layer.kernel.shape).astype("float32"))
+    return layer
+
+
+def _outputs_and_gradients(convolve, images, kernel, weights_of_loss):
+    images = tf.constant(images)
+    kernel = tf.constant(kernel)
+    with tf.GradientTape() as tape:
+        tape.watch([images, kernel])
+        outputs = convolve(images, kernel)
+        loss = tf.reduce_sum(weights_of_loss * outputs)
+    image_gradient, kernel_gradient = tape.gradient(loss, [images, kernel])
+    return np.asarray(outputs), np.asarray(image_gradient), np.asarray(kernel_gradient)
+
+
+@pytest.mark.parametrize("size, kernel_size, rate", CASES)
+@pytest.mark.parametrize("known_size", [True, False])
+def test_tapwise_equals_dilated_conv(size, kernel_size, rate, known_size):
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(2, *size, 5)).astype("float32")
+    reference = _reference_layer(kernel_size, rate)
+    kernel = np.asarray(reference.kernel)
+    weights_of_loss = rng.normal(size=(2, *size, 4)).astype("float32")
+    expected = _outputs_and_gradients(
+        lambda x, k: keras.ops.conv(x, k, padding="same", dilation_rate=rate),
+        images, kernel, weights_of_loss)
+
+    def tapwise(x, k):
+        return tapwise_convolution(x, k, dilation_rate=rate)
+
+    if not known_size:
+        unknown = tf.TensorSpec((None, None, None, 5), tf.float32)
+        traced = tf.function(tapwise, autograph=False,
+                             input_signature=[unknown, tf.TensorSpec(kernel.shape, tf.float32)])
+        tapwise = traced
+    actual = _outputs_and_gradients(tapwise, images, kernel, weights_of_loss)
+    for name, got, want in zip(("outputs", "input gradient", "kernel gradient"), actual, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4, err_msg=name)
+
+
+def test_one_graph_serves_every_size():
+    """Traced once with unknown sizes, the same function is exact for maps smaller than,
+    equal to and larger than the rate."""
+    rng = np.random.default_rng(2)
+    kernel = rng.normal(size=(3, 3, 3, 2)).astype("float32")
+    traced = tf.function(lambda x: tapwise_convolution(x, kernel, dilation_rate=(6, 6)),
+                         autograph=False,
+                         input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+    for size in ((2, 3), (6, 6), (7, 20), (13, 13)):
+        images = rng.normal(size=(1, *size, 3)).astype("float32")
+        expected = keras.ops.conv(images, kernel, padding="same", dilation_rate=6)
+        np.testing.assert_allclose(traced(images), expected, rtol=1e-5, atol=1e-5)
+    assert len(traced._list_all_concrete_functions()) == 1
+
+
+def test_rate_beyond_the_map_is_a_centre_tap_product():
+    rng = np.random.default_rng(3)
+    images = rng.normal(size=(1, 4, 6, 3)).astype("float32")
+    kernel = rng.normal(size=(3, 3, 3, 2)).astype("float32")
+    centre_only = np.einsum("bhwc,cf->bhwf", images, kernel[1, 1])
+    np.testing.assert_allclose(tapwise_convolution(images, kernel, dilation_rate=(6, 6)),
+                               centre_only, rtol=1e-5, atol=1e-5)
+
+
+def test_multiply_adds_counted_by_hand():
+    # 24 rows, rate 18, 3 taps: the top tap reaches rows 18..23 (6), the centre all 24,
+    # the bottom rows 0..5 (6).
+    assert tap_reach(24, 3, 18) == [6, 24, 6]
+    assert tap_reach(24, 3, 6) == [18, 24, 18]
+    assert tap_reach(4, 3, 6) == [0, 4, 0]
+    # Even kernel, rate 2: 'same' pads 1 before and 1 after; taps at offsets -1 and +1.
+    assert tap_reach(6, 2, 2) == [5, 5]
+    # Dense 3x3 at 24x24 is 9 x 576 = 5184 position-taps; rate 18 needs 36 x 36 = 1296.
+    assert tapwise_multiply_adds(24, 24, (3, 3), (18, 18)) == 36 * 36
+    assert tapwise_multiply_adds(24, 24, (3, 3), (12, 12)) == 48 * 48
+    assert tapwise_multiply_adds(24, 24, (3, 3), (6, 6)) == 60 * 60
+    assert tapwise_multiply_adds(24, 24, (3, 3), (1, 1)) == 70 * 70
+
+
+@pytest.mark.parametrize("size, rate", [((24, 24), 18), ((4, 6), 6), ((7, 9), 2)])
+def test_atrous_conv2d_layer_matches_conv2d(size, rate):
+    """Same config and weights as Keras's Conv2D (a bias and an activation too), same
+    outputs, inside a model traced for unknown sizes as Keras's predict does."""
+    reference = keras.layers.Conv2D(3, 3, dilation_rate=rate, padding="same",
+                                    activation="relu", bias_initializer="glorot_uniform")
+    images = np.random.default_rng(4).normal(size=(2, *size, 5)).astype("float32")
+    expected = reference(images)
+    atrous = AtrousConv2D.from_config(reference.get_config())
+    atrous.build(images.shape)
+    atrous.set_weights(reference.get_weights())
+    assert atrous.get_config() == reference.get_config()
+    assert [w.path.split("/")[-1] for w in atrous.weights] == ["kernel", "bias"]
+    inputs = keras.Input((None, None, 5))
+    model = keras.Model(inputs, atrous(inputs))
+    np.testing.assert_allclose(model.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-5)
