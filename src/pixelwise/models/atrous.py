@@ -85,6 +85,10 @@ def tapwise_convolution(inputs, kernel, *, dilation_rate: Sequence[int]):
     top = same_padding_before(kernel_height, rate_h)
     left = same_padding_before(kernel_width, rate_w)
     channels = inputs.shape[-1] if inputs.shape[-1] is not None else input_shape[3]
+    # One split of the kernel into its taps: its gradient is one stack, where indexing
+    # kernel[row, col] per tap costs a kernel-sized StridedSliceGrad per tap.
+    taps = ops.unstack(ops.reshape(kernel, (kernel_height * kernel_width, *kernel.shape[2:])),
+                       axis=0)
     outputs = None
     for row in range(kernel_height):
         row_offset = row * rate_h - top
@@ -100,7 +104,7 @@ def tapwise_convolution(inputs, kernel, *, dilation_rate: Sequence[int]):
                 inputs, (0, _source_start(row_start, row_offset, height),
                          _source_start(col_start, col_offset, width), 0),
                 (batch, row_stop - row_start, col_stop - col_start, channels))
-            product = ops.matmul(source, kernel[row, col])
+            product = ops.matmul(source, taps[row * kernel_width + col])
             product = ops.pad(product, ((0, 0), (row_start, height - row_stop),
                                         (col_start, width - col_stop), (0, 0)))
             outputs = product if outputs is None else outputs + product
