@@ -355,7 +355,8 @@ def test_cli_data_synth(tmp_path):
 
 def test_cli_demo_generates_and_checks(tmp_path):
     out = tmp_path / "demo"
-    result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--n", "12", "--size", "64"])
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--n", "12", "--size", "64",
+                                      "--no-train"])
     assert result.exit_code == 0, result.output
     data_root = out / "data"
     assert f"synthetic dataset: {data_root}" in result.output
