@@ -96,8 +96,10 @@ def data_import_rgb_masks(src: Path, dest: Path, spec_file: Path | None) -> None
 @click.option("--split-seed", default=None, type=int, help="Seed of the val/test halves.")
 @click.option("--shard-size", default=256, show_default=True, type=click.IntRange(min=1),
               help="Most examples per shard.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Processes writing shards in parallel (same files as with one).")
 def data_prepare(root: Path, out_dir: Path, splits: tuple[str, ...], split_seed: int | None,
-                 shard_size: int) -> None:
+                 shard_size: int, workers: int) -> None:
     """Write the splits of ROOT as sharded TFRecords in OUT (a rerun keeps complete shards)."""
     from pixelwise.data.records import prepare_records
     from pixelwise.data.voc import DEFAULT_SPLIT_SEED
@@ -106,7 +108,7 @@ def data_prepare(root: Path, out_dir: Path, splits: tuple[str, ...], split_seed:
         manifest = prepare_records(
             root, out_dir, splits or None,
             split_seed=DEFAULT_SPLIT_SEED if split_seed is None else split_seed,
-            examples_per_shard=shard_size, progress=click.echo)
+            examples_per_shard=shard_size, progress=click.echo, workers=workers)
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from error
     for key, split in manifest["splits"].items():

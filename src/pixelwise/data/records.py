@@ -19,15 +19,20 @@ image is a JPEG that decodes, the annotation holds class indices of the image's 
 shard is written under a ``.tmp`` name and renamed when complete, so an interrupted run
 leaves no half shard; a rerun keeps the complete shards whose names match and writes the
 rest (it trusts that files of the same name did not change; delete the folder otherwise).
-Preparing other splits into the same folder adds them to the manifest.
+Preparing other splits into the same folder adds them to the manifest. With ``workers``
+> 1 the shards are written by that many processes, one shard per task; each shard holds
+the same examples in the same order either way, so the files are byte-identical.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import multiprocessing
 import os
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -72,7 +77,7 @@ def split_key(split: str) -> str:
 def prepare_records(source: str | Path, out_dir: str | Path, splits: tuple[str, ...] | None = None,
                     *, split_seed: int = DEFAULT_SPLIT_SEED,
                     examples_per_shard: int = DEFAULT_EXAMPLES_PER_SHARD,
-                    progress: Callable[[str], None] | None = None) -> dict:
+                    progress: Callable[[str], None] | None = None, workers: int = 1) -> dict:
     """Write ``splits`` of a VOC-layout dataset as TFRecord shards and a manifest; return it.
 
     Args:
@@ -82,7 +87,8 @@ def prepare_records(source: str | Path, out_dir: str | Path, splits: tuple[str, 
             list exists (val and test are the seeded halves of val.txt).
         split_seed: the seed of the val/test halves, recorded in the manifest.
         examples_per_shard: the most pairs per shard.
-        progress: called with one line per shard written or kept.
+        progress: called with one line per shard written or kept (in shard order).
+        workers: processes writing shards at the same time (1: this process alone).
 
     Raises ValueError naming the file when a pair is invalid, FileNotFoundError when a
     split's list or listed files are missing. Shards completed before the error stay.
@@ -91,6 +97,8 @@ def prepare_records(source: str | Path, out_dir: str | Path, splits: tuple[str, 
     spec = layout.spec
     if examples_per_shard < 1:
         raise ValueError(f"examples_per_shard must be positive, got {examples_per_shard}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     if splits is None:
         splits = tuple(split for split in DEFAULT_SPLITS if layout.list_file(split).is_file())
         if not splits:
@@ -109,9 +117,10 @@ def prepare_records(source: str | Path, out_dir: str | Path, splits: tuple[str, 
                 "dataset": spec.to_dict(),
                 "splits": _earlier_splits(out_dir, manifest_source=str(layout.root),
                                           split_seed=split_seed, spec=spec)}
-    for split, key in zip(splits, keys):
-        manifest["splits"][key] = _write_split(layout, split, key, split_seed, spec, out_dir,
-                                               examples_per_shard, report)
+    with _shard_executor(workers) as executor:
+        for split, key in zip(splits, keys):
+            manifest["splits"][key] = _write_split(layout, split, key, split_seed, spec, out_dir,
+                                                   examples_per_shard, report, executor)
     _write_atomically(out_dir / MANIFEST_FILENAME, json.dumps(manifest, indent=1) + "\n")
     return manifest
 
@@ -131,8 +140,18 @@ def _earlier_splits(out_dir: Path, manifest_source: str, split_seed: int,
             if all((out_dir / name).is_file() for name in split["shards"])}
 
 
+def _shard_executor(workers: int) -> contextlib.AbstractContextManager[Executor | None]:
+    """A pool of ``workers`` processes (None for one worker). They are spawned, not forked:
+    a fork of a process running TensorFlow's threads can deadlock."""
+    if workers == 1:
+        return contextlib.nullcontext(None)
+    return ProcessPoolExecutor(max_workers=workers,
+                               mp_context=multiprocessing.get_context("spawn"))
+
+
 def _write_split(layout: VOCLayout, split: str, key: str, split_seed: int, spec: DatasetSpec,
-                 out_dir: Path, examples_per_shard: int, report: Callable[[str], None]) -> dict:
+                 out_dir: Path, examples_per_shard: int, report: Callable[[str], None],
+                 executor: Executor | None = None) -> dict:
     list_file = layout.list_file(split)
     examples = layout.examples(split, split_seed)
     if not examples:
@@ -144,16 +163,17 @@ def _write_split(layout: VOCLayout, split: str, key: str, split_seed: int, spec:
             stale.unlink()
     value_counts = np.zeros(256, dtype=np.int64)
     sizes: dict[tuple[int, int], int] = {}
-    for index, shard_file in enumerate(shard_files):
-        shard_examples = examples[index * examples_per_shard:(index + 1) * examples_per_shard]
-        path = out_dir / shard_file
-        kept = _read_back(path, [example.name for example in shard_examples], spec)
-        if kept is not None:
-            shard_counts, shard_sizes = kept
-            report(f"{shard_file}: complete, kept ({len(shard_examples)} examples)")
+    shard_examples = [examples[index * examples_per_shard:(index + 1) * examples_per_shard]
+                      for index in range(num_shards)]
+    paths = [out_dir / shard_file for shard_file in shard_files]
+    tasks = (executor.map if executor is not None else map)(
+        _keep_or_write_shard, paths, shard_examples, [spec] * num_shards)
+    for shard_file, examples_in_shard, (shard_counts, shard_sizes, kept) in zip(
+            shard_files, shard_examples, tasks):
+        if kept:
+            report(f"{shard_file}: complete, kept ({len(examples_in_shard)} examples)")
         else:
-            shard_counts, shard_sizes = _write_shard(path, shard_examples, spec)
-            report(f"{shard_file}: wrote {len(shard_examples)} examples")
+            report(f"{shard_file}: wrote {len(examples_in_shard)} examples")
         value_counts += shard_counts
         for size in shard_sizes:
             sizes[size] = sizes.get(size, 0) + 1
@@ -173,6 +193,16 @@ def _write_split(layout: VOCLayout, split: str, key: str, split_seed: int, spec:
                                     for count in class_counts.tolist()],
         "image_sizes": [[height, width, count] for (height, width), count in sorted(sizes.items())],
     }
+
+
+def _keep_or_write_shard(path: Path, examples: list[Example], spec: DatasetSpec
+                         ) -> tuple[np.ndarray, list[tuple[int, int]], bool]:
+    """Keep the complete shard at ``path`` if it holds ``examples``, else write it; its
+    label value counts and image sizes, and whether it was kept (one task of a pool)."""
+    kept = _read_back(path, [example.name for example in examples], spec)
+    if kept is not None:
+        return (*kept, True)
+    return (*_write_shard(path, examples, spec), False)
 
 
 def _write_shard(path: Path, examples: list[Example],
@@ -227,7 +257,9 @@ def encode_example(example: Example, spec: DatasetSpec) -> tuple[bytes, np.ndarr
         "width": _int_feature(label_map.shape[1]),
     }
     record = tf.train.Example(features=tf.train.Features(feature=features))
-    return record.SerializeToString(), label_map
+    # Deterministic: the feature map in key order, not in the process's hash order, so
+    # the same pairs give the same bytes in any process (and with any --workers).
+    return record.SerializeToString(deterministic=True), label_map
 
 
 def _read_back(path: Path, expected_names: list[str],
@@ -293,10 +325,16 @@ def read_manifest(records_dir: str | Path) -> dict:
 
 @dataclass
 class RecordsSource:
-    """A records folder written by ``prepare_records``, as a pipeline ``DataSource``."""
+    """A records folder written by ``prepare_records``, as a pipeline ``DataSource``.
+
+    ``file_shard=(count, index)`` makes ``elements`` read only the shard files ``index,
+    index + count, ...`` of a split (one worker's part of a multi-worker run); everything
+    else still describes the whole split.
+    """
 
     root: Path
     manifest: dict
+    file_shard: tuple[int, int] | None = None
 
     @classmethod
     def open(cls, records_dir: str | Path) -> "RecordsSource":
@@ -349,6 +387,13 @@ class RecordsSource:
         ``shuffle_seed`` in shuffled shard order and through a ``shuffle_buffer`` shuffle."""
         files = [str(self.root / name) for name in self.split_info(split, split_seed)["shards"]]
         dataset = tf.data.Dataset.from_tensor_slices(files)
+        if self.file_shard is not None:
+            count, index = self.file_shard
+            if not 0 <= index < count <= len(files):
+                raise ValueError(f"{self.root}: split {split_key(split)!r} has {len(files)} "
+                                 f"shard(s); cannot read part {index} of {count} by files")
+            dataset = dataset.shard(count, index)
+            files = files[index::count]
         if shuffle_seed is not None:
             dataset = dataset.shuffle(len(files), seed=shuffle_seed,
                                       reshuffle_each_iteration=True)
