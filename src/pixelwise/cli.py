@@ -224,7 +224,8 @@ def _parse_size(text: str, hint: str) -> tuple[int, int]:
               type=click.FloatRange(0, 1, max_open=True),
               help="Batch-norm momentum; 0.9 for short runs from scratch.")
 @click.option("--epochs", default=25, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Images per step on each replica (the global batch is this x replicas).")
 @click.option("--input-size", default="384", show_default=True,
               help="Training size: S for S x S, or HxW; multiples of the output stride.")
 @click.option("--recipe", default="textbook", show_default=True,
@@ -232,7 +233,8 @@ def _parse_size(text: str, hint: str) -> tuple[int, int]:
               help="textbook: Adam, plateau LR reduction, early stopping; paper: SGD momentum "
                    "0.9 with poly decay.")
 @click.option("--learning-rate", default=None, type=float,
-              help="Initial learning rate (default: 1e-3 textbook, 0.007 paper).")
+              help="Initial learning rate for one replica's batch (default: 1e-3 textbook, "
+                   "0.007 paper); see --lr-scaling.")
 @click.option("--weight-decay", default=0.0, show_default=True, type=float)
 @click.option("--loss", default="ce_dice", show_default=True,
               type=click.Choice(["ce", "weighted_ce", "dice", "ce_dice", "focal"]))
@@ -253,18 +255,30 @@ def _parse_size(text: str, hint: str) -> tuple[int, int]:
               help="Keep decoded images in memory after the first epoch.")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Check the train and val splits before training.")
+@click.option("--lr-scaling", default="linear", show_default=True,
+              type=click.Choice(["linear", "sqrt", "none"]),
+              help="How the learning rate follows the global batch (batch size x replicas).")
+@click.option("--sync-batchnorm/--no-sync-batchnorm", default=False, show_default=True,
+              help="With several replicas, batch norm statistics over the global batch.")
+@click.option("--strategy", "strategy_name", default="auto", show_default=True,
+              type=click.Choice(["auto", "one", "mirrored", "multiworker"]),
+              help="tf.distribute strategy: auto (multiworker under a TF_CONFIG cluster, "
+                   "mirrored with several GPUs, else one device), one, mirrored, multiworker.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of a progress bar.")
 @click.pass_context
 def train(ctx: click.Context, data_source: Path | None, out_dir: Path | None,
-          resume_dir: Path | None, quiet: bool, **settings) -> None:
+          resume_dir: Path | None, strategy_name: str, quiet: bool, **settings) -> None:
     """Train a model; a killed run continues with the same command or --resume RUN."""
     from click.core import ParameterSource
 
     from pixelwise.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from pixelwise.distribute import make_strategy
     from pixelwise.models import WeightsUnavailableError
     from pixelwise.train import STOP_NAN, resume, train as train_run
 
     try:
+        # First: the multi-worker runtime must start before TensorFlow runs anything.
+        strategy = make_strategy(strategy_name)
         if resume_dir is not None:
             flags = {param.name: param.opts[0] for param in ctx.command.params}
             given = [flags[name] for name in ("data_source", "out_dir", *settings)
@@ -273,7 +287,7 @@ def train(ctx: click.Context, data_source: Path | None, out_dir: Path | None,
                 raise click.UsageError(f"--resume takes every setting from "
                                        f"{resume_dir / 'config.json'}; leave out "
                                        f"{', '.join(given)}")
-            result = resume(resume_dir, progress=not quiet, echo=click.echo)
+            result = resume(resume_dir, progress=not quiet, echo=click.echo, strategy=strategy)
         else:
             if data_source is None or out_dir is None:
                 raise click.UsageError("give --data and --out (or --resume RUN)")
@@ -301,9 +315,11 @@ def train(ctx: click.Context, data_source: Path | None, out_dir: Path | None,
                     class_weighting=settings["class_weighting"], seed=settings["seed"],
                     mixed_precision=None if settings["mixed_precision"] == "none"
                     else settings["mixed_precision"],
-                    jit_compile=settings["jit_compile"], tensorboard=settings["tensorboard"]))
-            result = train_run(config, out_dir, progress=not quiet, echo=click.echo)
-    except (OSError, ValueError, WeightsUnavailableError) as error:
+                    jit_compile=settings["jit_compile"], tensorboard=settings["tensorboard"],
+                    lr_scaling=settings["lr_scaling"], sync_batchnorm=settings["sync_batchnorm"]))
+            result = train_run(config, out_dir, progress=not quiet, echo=click.echo,
+                               strategy=strategy)
+    except (OSError, ValueError, RuntimeError, WeightsUnavailableError) as error:
         raise click.ClickException(str(error)) from error
     best = ("n/a" if result.best_val_mean_iou is None
             else f"{100 * result.best_val_mean_iou:.2f}% (epoch {result.best_epoch + 1})")

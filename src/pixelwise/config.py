@@ -33,6 +33,8 @@ CONFIG_VERSION = 1
 RECIPES = ("textbook", "paper")
 MIXED_PRECISION_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 CLASS_WEIGHTINGS = ("per_image", "median_frequency", "none")
+# How the learning rate follows the global batch (see pixelwise.distribute).
+LR_SCALINGS = ("linear", "sqrt", "none")
 # The recipes' defaults where a field is left None.
 RECIPE_LEARNING_RATE = {"textbook": 1e-3, "paper": 7e-3}
 
@@ -140,8 +142,14 @@ class TrainConfig:
     Args:
         recipe: "textbook" or "paper".
         epochs: passes over the training split.
-        batch_size: images per step.
-        learning_rate: initial learning rate (None: 1e-3 textbook, 0.007 paper).
+        batch_size: images per step on each replica; a step takes ``batch_size x
+            replicas`` images (see ``pixelwise.distribute``).
+        learning_rate: initial learning rate for one replica's batch (None: 1e-3
+            textbook, 0.007 paper), scaled to the global batch by ``lr_scaling``.
+        lr_scaling: "linear" (x replicas, the default), "sqrt" (x sqrt(replicas)) or
+            "none"; with one replica the rate is used as given.
+        sync_batchnorm: with several replicas, batch normalisation uses the statistics
+            of the global batch (all-reduced every step) instead of each replica's share.
         momentum: SGD momentum (paper recipe).
         poly_power: exponent of the poly decay (paper recipe).
         weight_decay: decoupled weight decay of the optimizer (0: none).
@@ -176,6 +184,8 @@ class TrainConfig:
     mixed_precision: str | None = None
     jit_compile: bool = False
     tensorboard: bool = True
+    lr_scaling: str = "linear"
+    sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -196,6 +206,9 @@ class TrainConfig:
         if self.early_stopping_patience < 0 or self.reduce_lr_patience < 0:
             raise ValueError("train.early_stopping_patience and train.reduce_lr_patience must "
                              "be >= 0")
+        if self.lr_scaling not in LR_SCALINGS:
+            raise ValueError(f"train.lr_scaling must be one of {', '.join(LR_SCALINGS)}, "
+                             f"got {self.lr_scaling!r}")
 
     @property
     def initial_learning_rate(self) -> float:
@@ -304,4 +317,5 @@ def _jsonable(values: dict) -> dict:
     return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
 
 
-__all__ = ["CLASS_WEIGHTINGS", "DataConfig", "ModelConfig", "RECIPES", "RunConfig", "TrainConfig"]
+__all__ = ["CLASS_WEIGHTINGS", "DataConfig", "LR_SCALINGS", "ModelConfig", "RECIPES", "RunConfig",
+           "TrainConfig"]

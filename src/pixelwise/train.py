@@ -18,6 +18,12 @@ an uninterrupted run would have seen.
 Before anything is built, the train and val splits of a dataset folder go through
 ``pixelwise.data.check.check_dataset``, so missing or corrupt files and annotations that
 are not class maps stop the run with the files named (records were checked when prepared).
+
+Under a ``tf.distribute`` strategy (``strategy=``, see ``pixelwise.distribute``) the model,
+optimizer, loss and metrics are created in its scope, each step takes ``batch_size x
+replicas`` images, the learning rate is scaled by ``train.lr_scaling``, and on the
+non-chief workers of a multi-worker cluster everything the run folder would get goes to
+the worker's own backup folder instead.
 """
 
 from __future__ import annotations
@@ -25,13 +31,16 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from pixelwise import distribute
 from pixelwise.config import RunConfig
 from pixelwise.data.check import check_dataset
 from pixelwise.data.pipeline import DataSource, FolderSource, make_dataset, open_source
@@ -214,19 +223,22 @@ def build_network(config: RunConfig, num_classes: int) -> keras.Model:
     return model
 
 
-def build_optimizer(config: RunConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam (textbook) or SGD with momentum and poly decay over the run (paper)."""
+def build_optimizer(config: RunConfig, steps_per_epoch: int,
+                    replicas: int = 1) -> keras.optimizers.Optimizer:
+    """Adam (textbook) or SGD with momentum and poly decay over the run (paper); the
+    learning rate scaled for ``replicas`` replicas by ``train.lr_scaling``."""
     train_config = config.train
     weight_decay = train_config.weight_decay or None
+    learning_rate = distribute.scaled_learning_rate(train_config.initial_learning_rate,
+                                                    replicas, train_config.lr_scaling)
     if train_config.recipe == "paper":
         schedule = keras.optimizers.schedules.PolynomialDecay(
-            initial_learning_rate=train_config.initial_learning_rate,
+            initial_learning_rate=learning_rate,
             decay_steps=max(1, train_config.epochs * steps_per_epoch),
             end_learning_rate=0.0, power=train_config.poly_power)
         return keras.optimizers.SGD(learning_rate=schedule, momentum=train_config.momentum,
                                     weight_decay=weight_decay)
-    return keras.optimizers.Adam(learning_rate=train_config.initial_learning_rate,
-                                 weight_decay=weight_decay)
+    return keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=weight_decay)
 
 
 def build_training_loss(config: RunConfig, source: DataSource, spec: DatasetSpec):
@@ -334,7 +346,8 @@ def _spec_json(spec: DatasetSpec) -> str:
 
 def train(config: RunConfig, run_dir: str | Path, *, progress: bool = True,
           echo: Callable[[str], None] = print,
-          callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+          callbacks: Sequence[keras.callbacks.Callback] = (),
+          strategy: tf.distribute.Strategy | None = None) -> TrainResult:
     """Train (or resume) the run of ``config`` in ``run_dir``; see the module docstring.
 
     Args:
@@ -345,32 +358,46 @@ def train(config: RunConfig, run_dir: str | Path, *, progress: bool = True,
         progress: Keras's progress bar per step (else one line per epoch).
         echo: where status lines go.
         callbacks: more Keras callbacks, called after the run's own.
+        strategy: a ``tf.distribute`` strategy from ``pixelwise.distribute.make_strategy``
+            (None: TensorFlow's default, one device). Every worker of a multi-worker
+            cluster calls ``train`` with the same arguments.
 
     Raises FileNotFoundError / ValueError for bad data (before any training), and
     ``pixelwise.models.WeightsUnavailableError`` when ImageNet weights cannot be fetched.
     """
-    folder = RunFolder(Path(run_dir))
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = distribute.is_chief(strategy)
+    replicas = strategy.num_replicas_in_sync
+    workers = distribute.num_workers(strategy)
+    # Non-chief workers save the same files (collectives need every worker) elsewhere.
+    folder = RunFolder(Path(run_dir) if chief else distribute.worker_backup_dir(run_dir, strategy))
     source = open_source(config.data.source)
     spec = source.spec
     check_training_data(config, source, echo)
     train_size = source.num_examples(config.data.train_split, config.data.split_seed)
-    if train_size < config.train.batch_size:
+    global_batch = distribute.global_batch_size(config.train.batch_size, replicas)
+    if train_size < global_batch:
         raise ValueError(f"split {config.data.train_split!r} of {config.data.source} holds "
-                         f"{train_size} image(s), fewer than one batch of "
-                         f"{config.train.batch_size}; lower --batch-size")
+                         f"{train_size} image(s), fewer than one batch of {global_batch} ("
+                         f"{config.train.batch_size} x {replicas} replica(s)); lower --batch-size")
     state = _prepare_folder(config, folder, spec)
     epochs_done = int(state["epochs_done"]) if state else 0
+    distribute.check_same_on_all_workers(strategy, epochs_done, "the epochs done")
+    if replicas > 1 or workers > 1:
+        echo(distribute.describe(strategy) + f"; global batch {global_batch}")
     if state and state.get("stop_reason"):
         echo(f"{folder.root}: training already complete ({epochs_done} epochs, "
              f"{state['stop_reason']}); nothing to do")
-        return TrainResult(folder.root, epochs_done, epochs_done, STOP_ALREADY_DONE,
+        return TrainResult(Path(run_dir), epochs_done, epochs_done, STOP_ALREADY_DONE,
                            state.get("best_val_mean_iou"), state.get("best_epoch"))
-    steps_per_epoch = train_size // config.train.batch_size
+    steps_per_epoch = train_size // global_batch
 
     keras.utils.set_random_seed(config.train.seed)
-    with precision_policy(config.train.precision_policy):
+    with precision_policy(config.train.precision_policy), strategy.scope():
         model = build_network(config, spec.num_classes)
-        model.compile(optimizer=build_optimizer(config, steps_per_epoch),
+        if config.train.sync_batchnorm and replicas > 1:
+            distribute.synchronize_batch_norm(model)
+        model.compile(optimizer=build_optimizer(config, steps_per_epoch, replicas),
                       loss=build_training_loss(config, source, spec),
                       metrics=segmentation_metrics(spec), jit_compile=config.train.jit_compile)
         if state:
@@ -379,15 +406,31 @@ def train(config: RunConfig, run_dir: str | Path, *, progress: bool = True,
                  f"(learning rate {current_learning_rate(model.optimizer):.3g})")
         trim_log(folder.log_path, epochs_done)
 
+        by_files = workers > 1 and distribute.auto_shard_policy(
+            source, config.data.train_split, workers, training=True,
+            split_seed=config.data.split_seed) == tf.data.experimental.AutoShardPolicy.FILE
         train_data = make_dataset(
-            source, config.data.train_split, batch_size=config.train.batch_size,
+            distribute.worker_files_source(source, strategy) if by_files else source,
+            config.data.train_split, batch_size=global_batch,
             input_size=config.data.input_size, training=True,
             seed=config.train.seed + epochs_done, augment=config.data.augment,
             cache=config.data.cache, split_seed=config.data.split_seed)
         val_data = make_dataset(
-            source, config.data.val_split, batch_size=config.train.batch_size,
+            source, config.data.val_split, batch_size=global_batch,
             input_size=config.data.input_size, training=False, cache=config.data.cache,
             split_seed=config.data.split_seed)
+        if replicas > 1:  # every replica gets images, even from the last batch
+            val_data = distribute.pad_batches(val_data, global_batch, spec.ignore_label)
+        fit_steps = None
+        if workers > 1:
+            data_policy = tf.data.experimental.AutoShardPolicy.DATA
+            val_data = distribute.with_shard_policy(val_data, data_policy)
+            if by_files:  # this worker's files only, as many steps as every other worker
+                train_data = distribute.with_shard_policy(
+                    train_data, tf.data.experimental.AutoShardPolicy.OFF).repeat()
+                fit_steps = steps_per_epoch
+            else:
+                train_data = distribute.with_shard_policy(train_data, data_policy)
 
         resumable: dict[str, ResumableState] = {}
         run_callbacks: list[keras.callbacks.Callback] = [LearningRateLogger()]
@@ -419,6 +462,7 @@ def train(config: RunConfig, run_dir: str | Path, *, progress: bool = True,
              f"epochs {epochs_done + 1}..{config.train.epochs}; run folder {folder.root}")
         model.fit(train_data, validation_data=val_data, epochs=config.train.epochs,
                   initial_epoch=epochs_done, callbacks=run_callbacks, shuffle=False,
+                  steps_per_epoch=fit_steps,
                   verbose=1 if progress else 2)  # the pipeline shuffles
 
     final_state = folder.read_state() or {}
@@ -426,20 +470,29 @@ def train(config: RunConfig, run_dir: str | Path, *, progress: bool = True,
         stop_reason = STOP_NAN
     else:
         stop_reason = final_state.get("stop_reason") or STOP_COMPLETED
-    return TrainResult(folder.root, int(final_state.get("epochs_done", 0)), epochs_done,
+    if not chief and final_state.get("stop_reason"):
+        shutil.rmtree(folder.root, ignore_errors=True)  # the run is complete: no restart
+    return TrainResult(Path(run_dir), int(final_state.get("epochs_done", 0)), epochs_done,
                        stop_reason, final_state.get("best_val_mean_iou"),
                        final_state.get("best_epoch"))
 
 
 def resume(run_dir: str | Path, *, progress: bool = True, echo: Callable[[str], None] = print,
-           callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
-    """Continue the run in ``run_dir`` with the configuration saved there."""
+           callbacks: Sequence[keras.callbacks.Callback] = (),
+           strategy: tf.distribute.Strategy | None = None) -> TrainResult:
+    """Continue the run in ``run_dir`` with the configuration saved there (a non-chief
+    worker reads it from its own backup folder when it has one)."""
     folder = RunFolder(Path(run_dir))
+    if strategy is not None and not distribute.is_chief(strategy):
+        backup = RunFolder(distribute.worker_backup_dir(run_dir, strategy))
+        if backup.exists():
+            return train(RunConfig.load(backup.config_path), run_dir, progress=progress,
+                         echo=echo, callbacks=callbacks, strategy=strategy)
     if not folder.exists():
         raise FileNotFoundError(f"{folder.config_path}: not found; {folder.root} is not a run "
                                 f"folder written by `pixelwise train`")
     return train(RunConfig.load(folder.config_path), folder.root, progress=progress, echo=echo,
-                 callbacks=callbacks)
+                 callbacks=callbacks, strategy=strategy)
 
 
 def _restore_checkpoint(model: keras.Model, checkpoint: Path, state: dict) -> None:

@@ -1,0 +1,331 @@
+"""tf.distribute: strategies, the batch and learning-rate rule, TF_CONFIG, sharding, parallel
+record preparation, and (in subprocesses) mirrored training on two logical CPUs and two
+workers on loopback ports."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from pixelwise import distribute
+from pixelwise.cli import cli
+from pixelwise.data.pipeline import open_source
+from pixelwise.data.records import prepare_records, read_manifest
+from pixelwise.data.synthetic import generate_synthetic
+from pixelwise.runs import RunFolder, load_run
+
+SIZE = 64
+SCENARIOS = Path(__file__).with_name("distribute_scenarios.py")
+TINY_MODEL_FLAGS = ["--model", "deeplabv3", "--backbone", "mobilenetv2",
+                    "--width-multiplier", "0.35", "--backbone-weights", "none",
+                    "--aspp-filters", "32", "--bn-momentum", "0.9", "--input-size", str(SIZE),
+                    "--augment", "none", "--no-tensorboard", "--learning-rate", "3e-3"]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """15 images: train 10, val.txt 5 (val 3 / test 2)."""
+    root = tmp_path_factory.mktemp("data") / "synth"
+    generate_synthetic(root, num_images=15, size=SIZE, seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def records(synthetic, tmp_path_factory):
+    """The synthetic set as records, 3 examples per shard (train: 4 shards), one process."""
+    out = tmp_path_factory.mktemp("records") / "one-worker"
+    prepare_records(synthetic, out, examples_per_shard=3)
+    return out
+
+
+def child_environment(**extra) -> dict:
+    environment = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
+    environment.update(TF_CPP_MIN_LOG_LEVEL="2", **extra)
+    return environment
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the system hands out for port 0, released just before use."""
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("localhost", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+# ---- the batch and learning-rate rule ---------------------------------------------------
+
+def test_learning_rate_scales_with_the_replicas():
+    assert distribute.scaled_learning_rate(1e-3, 4, "linear") == pytest.approx(4e-3)
+    assert distribute.scaled_learning_rate(1e-3, 4, "sqrt") == pytest.approx(2e-3)
+    assert distribute.scaled_learning_rate(1e-3, 4, "none") == pytest.approx(1e-3)
+    for rule in ("linear", "sqrt", "none"):
+        assert distribute.scaled_learning_rate(0.007, 1, rule) == pytest.approx(0.007)
+    with pytest.raises(ValueError, match="cube"):
+        distribute.scaled_learning_rate(1e-3, 2, "cube")
+    assert distribute.global_batch_size(3, 2) == 6
+    with pytest.raises(ValueError, match="at least 1"):
+        distribute.global_batch_size(0, 2)
+
+
+def test_the_optimizer_gets_the_scaled_rate(synthetic):
+    from pixelwise.config import DataConfig, RunConfig, TrainConfig
+    from pixelwise.train import build_optimizer, current_learning_rate
+
+    def rate(replicas, **train):
+        config = RunConfig(data=DataConfig(source=str(synthetic), input_size=SIZE),
+                           train=TrainConfig(**train))
+        return current_learning_rate(build_optimizer(config, steps_per_epoch=10,
+                                                     replicas=replicas))
+
+    assert rate(1) == pytest.approx(1e-3)
+    assert rate(4) == pytest.approx(4e-3)
+    assert rate(4, lr_scaling="sqrt") == pytest.approx(2e-3)
+    assert rate(4, lr_scaling="none") == pytest.approx(1e-3)
+    assert rate(2, recipe="paper") == pytest.approx(0.014)  # poly decay starts there
+    with pytest.raises(ValueError, match="train.lr_scaling"):
+        TrainConfig(lr_scaling="log")
+
+
+# ---- strategies and TF_CONFIG -----------------------------------------------------------
+
+def test_strategies_in_one_process():
+    default = distribute.make_strategy("auto")  # no GPU, no TF_CONFIG: no distribution
+    assert default is tf.distribute.get_strategy()
+    assert default.num_replicas_in_sync == 1
+    assert distribute.is_chief(default) and distribute.num_workers(default) == 1
+    assert distribute.worker_index(default) == 0
+    one = distribute.make_strategy("one")
+    assert isinstance(one, tf.distribute.OneDeviceStrategy)
+    assert "CPU" in one.extended.worker_devices[0].upper()
+    with pytest.raises(ValueError, match="unknown strategy 'ring'"):
+        distribute.make_strategy("ring")
+    with pytest.raises(ValueError, match="'one' takes one device"):
+        distribute.make_strategy("one", devices=["/cpu:0", "/cpu:1"])
+
+
+def test_multiworker_needs_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="needs the TF_CONFIG environment variable"):
+        distribute.make_strategy("multiworker")
+
+
+def test_read_tf_config():
+    two = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
+    config = distribute.read_tf_config({"TF_CONFIG": json.dumps(two)})
+    assert config == two and distribute.cluster_size(config) == 2
+    with_chief = {"cluster": {"chief": ["a:1"], "worker": ["b:2", "c:3"], "evaluator": ["d:4"]},
+                  "task": {"type": "chief", "index": 0}}
+    assert distribute.cluster_size(distribute.read_tf_config(
+        {"TF_CONFIG": json.dumps(with_chief)})) == 3
+    assert distribute.read_tf_config({}) is None and distribute.cluster_size(None) == 1
+    bad = {
+        "{not json": "not valid JSON",
+        json.dumps({"task": {"type": "worker", "index": 0}}): "no \"cluster\"",
+        json.dumps({"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}):
+            "host:port",
+        json.dumps({"cluster": {"worker": ["a:1"]}}): "no \"task\"",
+        json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}):
+            "not in the cluster",
+    }
+    for text, message in bad.items():
+        with pytest.raises(ValueError, match=message):
+            distribute.read_tf_config({"TF_CONFIG": text})
+
+
+def fake_worker(task_type, task_id, cluster):
+    """A stand-in for a multi-worker strategy: only its cluster resolver is read."""
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id)
+    return SimpleNamespace(cluster_resolver=resolver)
+
+
+def test_worker_index_and_backup_folder(tmp_path, monkeypatch):
+    cluster = {"chief": ["a:1"], "worker": ["b:2", "c:3"]}
+    assert distribute.worker_index(fake_worker("chief", 0, cluster)) == 0
+    assert distribute.worker_index(fake_worker("worker", 1, cluster)) == 2
+    assert distribute.num_workers(fake_worker("worker", 1, cluster)) == 3
+    monkeypatch.setenv("PIXELWISE_WORKER_BACKUP_DIR", str(tmp_path / "backups"))
+    run_dir = tmp_path / "runs" / "voc"
+    backup = distribute.worker_backup_dir(run_dir, fake_worker("worker", 1, cluster))
+    assert backup.parts[-1] == "worker-1" and backup.parent.name.startswith("voc-")
+    assert tmp_path / "backups" in backup.parents and run_dir not in backup.parents
+    # Stable for a restarted worker; another task or run gets another folder.
+    assert backup == distribute.worker_backup_dir(run_dir, fake_worker("worker", 1, cluster))
+    assert backup != distribute.worker_backup_dir(run_dir, fake_worker("worker", 0, cluster))
+    assert backup != distribute.worker_backup_dir(tmp_path / "other",
+                                                  fake_worker("worker", 1, cluster))
+
+
+# ---- input --------------------------------------------------------------------------------
+
+def test_shard_policy_and_one_workers_files(synthetic, records):
+    file_policy = tf.data.experimental.AutoShardPolicy.FILE
+    data_policy = tf.data.experimental.AutoShardPolicy.DATA
+    source = open_source(records)
+    policy = lambda workers, training=True, data=source: distribute.auto_shard_policy(  # noqa: E731
+        data, "train", workers, training=training, split_seed=0)
+    assert policy(2) == file_policy and policy(4) == file_policy
+    assert policy(5) == data_policy  # more workers than shard files
+    assert policy(2, training=False) == data_policy
+    assert policy(2, data=open_source(synthetic)) == data_policy
+
+    manifest = read_manifest(records)
+    shards = manifest["splits"]["train"]["shards"]
+    assert len(shards) == 4
+    cluster = {"worker": ["a:1", "b:2"]}
+    names_read = []
+    for task_id in (0, 1):
+        part = distribute.worker_files_source(source, fake_worker("worker", task_id, cluster))
+        assert part.num_examples("train") == 10  # still describes the whole split
+        elements = part.elements("train", 0, shuffle_seed=None, shuffle_buffer=8)
+        names_read.append([part.read(element)["name"].numpy().decode() for element in elements])
+    names = manifest["splits"]["train"]["names"]
+    # Worker 0 reads shards 0 and 2, worker 1 shards 1 and 3 (interleaved round-robin).
+    assert sorted(names_read[0]) == sorted(names[0:3] + names[6:9])
+    assert sorted(names_read[1]) == sorted(names[3:6] + names[9:10])
+
+
+def test_padded_batches_split_evenly_and_count_nothing(synthetic):
+    from pixelwise.data.pipeline import make_dataset
+    from pixelwise.metrics import ConfusionMatrix
+
+    batches = make_dataset(synthetic, "val-full", batch_size=4, input_size=SIZE, training=False)
+    padded = distribute.pad_batches(batches, 4, 255)
+    assert padded.element_spec[0].shape.as_list() == [4, SIZE, SIZE, 3]
+    sizes, plain, counted = [], ConfusionMatrix(6), ConfusionMatrix(6)
+    for (images, labels), (padded_images, padded_labels) in zip(batches, padded):
+        sizes.append(len(images))
+        assert padded_images.shape[0] == 4
+        np.testing.assert_array_equal(padded_images[:len(images)], images)
+        assert np.all(padded_images[len(images):] == 0)
+        assert np.all(padded_labels[len(images):] == 255)
+        plain.update(labels.numpy(), labels.numpy())
+        counted.update(padded_labels.numpy(), padded_labels.numpy())
+    assert sizes == [4, 1]
+    np.testing.assert_array_equal(plain.matrix, counted.matrix)
+
+
+def test_synchronize_batch_norm_marks_every_layer():
+    inputs = keras.Input((8, 8, 3))
+    features = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3)(inputs))
+    inner = keras.Model(inputs, keras.layers.BatchNormalization()(features))
+    outer = keras.Model(inputs, keras.layers.BatchNormalization()(inner(inputs)))
+    assert distribute.synchronize_batch_norm(outer) == 3
+    layers = outer._flatten_layers(include_self=False, recursive=True)
+    assert all(layer.synchronized for layer in layers
+               if isinstance(layer, keras.layers.BatchNormalization))
+
+
+# ---- data prepare --workers -------------------------------------------------------------
+
+def test_prepare_with_two_worker_processes_writes_the_same_files(synthetic, records, tmp_path):
+    out = tmp_path / "two-workers"
+    result = CliRunner().invoke(cli, ["data", "prepare", str(synthetic), "--out", str(out),
+                                      "--shard-size", "3", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert "train-00003-of-00004.tfrecord: wrote 1 examples" in result.output
+    one = sorted(path.name for path in records.iterdir())
+    assert one == sorted(path.name for path in out.iterdir()) and len(one) == 7
+    for name in one:
+        assert (records / name).read_bytes() == (out / name).read_bytes(), name
+    # A rerun with workers keeps every complete shard.
+    again = CliRunner().invoke(cli, ["data", "prepare", str(synthetic), "--out", str(out),
+                                     "--shard-size", "3", "--workers", "2"])
+    assert again.exit_code == 0 and again.output.count("complete, kept") == 6
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        prepare_records(synthetic, tmp_path / "none", workers=0)
+
+
+def test_train_cli_refuses_multiworker_without_tf_config(synthetic, tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    result = CliRunner().invoke(cli, ["train", "--data", str(synthetic), "--out",
+                                      str(tmp_path / "run"), "--strategy", "multiworker"])
+    assert result.exit_code == 1 and "needs the TF_CONFIG environment variable" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+# ---- several devices and workers (subprocesses) -------------------------------------------
+
+@pytest.mark.slow
+def test_mirrored_training_on_two_cpus_and_identical_evaluation(synthetic, tmp_path):
+    run_dir = tmp_path / "run"
+    completed = subprocess.run(
+        [sys.executable, str(SCENARIOS), "mirrored", str(synthetic), str(run_dir)],
+        capture_output=True, text=True, env=child_environment(), timeout=420)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    result = json.loads(completed.stdout.split("RESULT ", 1)[1])
+    assert result["replicas"] == 2
+    assert (result["epochs_done"], result["stop_reason"]) == (1, "completed")
+    assert "MirroredStrategy: 2 replica(s); global batch 4" in result["echo"]
+    assert any("(2 steps per epoch)" in line for line in result["echo"])  # 10 // (2 x 2)
+    folder = RunFolder(run_dir)
+    assert folder.best_model_path.is_file() and folder.state_path.is_file()
+    assert json.loads(folder.state_path.read_text())["optimizer_iterations"] == 2
+
+    matrix_two, matrix_one = np.array(result["matrix_two"]), np.array(result["matrix_one"])
+    np.testing.assert_array_equal(matrix_two, matrix_one)
+    assert matrix_two.sum() == result["labelled_pixels"]  # every pixel once, none twice
+    assert np.count_nonzero(matrix_two.sum(axis=0)) >= 3  # a model that tells classes apart
+
+    # Synchronized batch norm over two replicas normalises like one device over the
+    # global batch; each replica's own statistics do not.
+    assert result["sync_max_difference"] < 1e-5 and result["sync_variance_difference"] < 1e-4
+    assert result["local_max_difference"] > 0.1
+
+
+@pytest.mark.slow
+def test_two_workers_on_loopback_ports(synthetic, records, tmp_path):
+    ports = free_ports(2)
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    backups = tmp_path / "worker-backups"
+    # Same machine, so the non-chief gets its own --out: it must write nothing there.
+    run_dirs = [tmp_path / "run", tmp_path / "run-worker-1"]
+    processes = []
+    for index, run_dir in enumerate(run_dirs):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "pixelwise", "train", "--strategy", "multiworker",
+             "--data", str(records), "--out", str(run_dir), "--epochs", "1",
+             "--batch-size", "2", "--sync-batchnorm", "--quiet", *TINY_MODEL_FLAGS],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=child_environment(TF_CONFIG=tf_config,
+                                  PIXELWISE_WORKER_BACKUP_DIR=str(backups))))
+    deadline = time.monotonic() + 480
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-4000:]
+    assert "2 replica(s) on 2 workers; this is worker 0 (chief); global batch 4" in outputs[0]
+    assert "this is worker 1; global batch 4" in outputs[1]
+
+    assert not run_dirs[1].exists()  # the non-chief wrote nothing where it was pointed
+    assert not any(backups.rglob("*.keras"))  # and removed its backup once complete
+    folder = RunFolder(run_dirs[0])
+    assert sorted(path.name for path in folder.root.iterdir()) == [
+        "best.keras", "checkpoints", "config.json", "pixelwise_dataset.json", "train_log.csv"]
+    assert json.loads(folder.state_path.read_text())["epochs_done"] == 1
+    model, spec, config = load_run(folder.root)
+    assert config.train.sync_batchnorm and config.train.batch_size == 2
+    assert all(layer.synchronized for layer in model._flatten_layers(include_self=False)
+               if isinstance(layer, keras.layers.BatchNormalization))
+    logits = model.predict(np.zeros((1, SIZE, SIZE, 3), dtype="float32"), verbose=0)
+    assert logits.shape == (1, SIZE, SIZE, spec.num_classes) and np.all(np.isfinite(logits))
