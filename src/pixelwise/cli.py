@@ -487,5 +487,71 @@ def demo(out_dir: Path, num_images: int | None, size: int | None, seed: int,
         raise click.ClickException(str(error)) from error
 
 
+@cli.command("benchmark")
+@click.argument("name", default="deeplabv3")
+@click.option("--backbone", default="resnet50", show_default=True,
+              type=click.Choice(["resnet50", "mobilenetv2"]))
+@click.option("--output-stride", default=None, type=int,
+              help="DeepLab: 16 (default) or 8; U-Net: 32.")
+@click.option("--input-size", default="384", show_default=True, help="S for S x S, or HxW.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Batch of the throughput and training figures.")
+@click.option("--num-classes", default=21, show_default=True, type=click.IntRange(min=1))
+@click.option("--width-multiplier", default=1.0, show_default=True, help="MobileNetV2's alpha.")
+@click.option("--precision", default="float32", show_default=True,
+              type=click.Choice(["float32", "mixed_bfloat16"]))
+@click.option("--fused-batchnorm/--no-fused-batchnorm", default=True, show_default=True,
+              help="TensorFlow's fused batch norm kernel (same weights) or Keras's layer.")
+@click.option("--xla/--no-xla", default=False, show_default=True,
+              help="Also time inference compiled with XLA.")
+@click.option("--tflite-threads", default="1,2", show_default=True,
+              help="TFLite interpreter threads to time, comma-separated; 'none' to skip.")
+@click.option("--latency-repeats", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--throughput-repeats", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--train-steps", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0))
+@click.option("--matmul-size", default=4096, show_default=True, type=click.IntRange(min=0),
+              help="Side of the matmul that measures the FLOP rate; 0 skips it.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the figures as JSON here ('-': standard output).")
+@click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Markdown file (e.g. benchmarks/RESULTS.md) whose section to write.")
+@click.option("--section", default=None,
+              help="Section name in --results (default: model_backbone_size_precision).")
+def benchmark(name: str, backbone: str, output_stride: int | None, input_size: str,
+              batch_size: int, num_classes: int, width_multiplier: float, precision: str,
+              fused_batchnorm: bool, xla: bool, tflite_threads: str, latency_repeats: int,
+              throughput_repeats: int, train_steps: int, warmup: int, matmul_size: int,
+              json_path: Path | None, results_path: Path | None, section: str | None) -> None:
+    """Speed and size of model NAME: latency, throughput, training, memory, TFLite."""
+    import json
+
+    from pixelwise import benchmark as bench
+
+    try:
+        settings = bench.BenchmarkSettings(
+            model=name, backbone=backbone, output_stride=output_stride,
+            input_size=bench.parse_input_size(input_size), batch_size=batch_size,
+            num_classes=num_classes, precision=precision, fused_batchnorm=fused_batchnorm,
+            width_multiplier=width_multiplier, latency_repeats=latency_repeats,
+            throughput_repeats=throughput_repeats, train_steps=train_steps, warmup=warmup,
+            xla_inference=xla, tflite_threads=bench.parse_thread_counts(tflite_threads),
+            matmul_size=matmul_size)
+        result = bench.run_benchmark(settings, echo=lambda line: click.echo(f"... {line}", err=True))
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    for line in result.lines():
+        click.echo(line)
+    if json_path is not None:
+        if str(json_path) == "-":
+            click.echo(json.dumps(result.to_dict(), indent=2))
+        else:
+            bench.write_json(result.to_dict(), json_path)
+    if results_path is not None:
+        bench.update_results_section(
+            results_path, section or bench.default_section_name(settings),
+            bench.result_markdown(result, bench.command_line(settings)))
+
+
 def main() -> None:
     cli()

@@ -1,0 +1,482 @@
+"""Speed and size of a model on this machine: what ``pixelwise benchmark`` reports.
+
+For one model (name, backbone, output stride, input size), in one process:
+
+- parameters and multiply-adds per image (:func:`pixelwise.models.count_multiply_adds`);
+- Keras inference: latency at batch 1 (median of N calls) and images/s at the benchmark
+  batch size, each through one ``tf.function`` of ``model(images, training=False)``;
+  optionally also compiled with XLA (``jit_compile=True``);
+- training images/s: ``train_on_batch`` with Adam and the default loss (``ce_dice``),
+  ``jit_compile=False`` (XLA training is far slower on CPUs, see DESIGN.md);
+- peak resident memory (the process's high-water mark after inference, after training);
+- TFLite latency at batch 1 with 1 and 2 interpreter threads (optional: the conversion
+  takes a while);
+- the machine's limit: the float32 FLOP rate TensorFlow reaches on a large matrix product,
+  and every throughput also as a fraction of what that rate would allow for this model
+  (inference: 2 FLOPs per multiply-add; training: 3 x that, for the forward pass and the
+  two products of the backward pass).
+
+``precision="mixed_bfloat16"`` builds and runs the model under Keras's mixed policy
+(bfloat16 compute, float32 variables; the logits stay float32).
+
+Times are medians after warm-up steps (the first calls trace and compile). Nothing here
+asserts on time; run it on a quiet machine (the load average is recorded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+RESULTS_MARKER = "pixelwise-benchmark"
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    """What to measure, and how often.
+
+    Args:
+        model: a name of :data:`pixelwise.models.MODEL_NAMES`.
+        backbone: ``"resnet50"`` or ``"mobilenetv2"``.
+        output_stride: None for the model's default (DeepLab 16, U-Net 32).
+        input_size: (height, width) of the images.
+        batch_size: batch of the throughput and training measurements.
+        num_classes: logit channels.
+        precision: ``"float32"`` or ``"mixed_bfloat16"``.
+        fused_batchnorm: build with :class:`~pixelwise.models.FusedBatchNormalization`.
+        width_multiplier: MobileNetV2's alpha.
+        latency_repeats: timed batch-1 calls (median reported).
+        throughput_repeats: timed calls at ``batch_size``.
+        train_steps: timed training steps.
+        warmup: untimed calls before each timed series.
+        xla_inference: also time inference compiled with XLA.
+        tflite_threads: interpreter thread counts for TFLite latency; empty: skip TFLite
+            (also skipped for mixed precision).
+        matmul_size: side of the square float32 matrices of the FLOP-rate measurement;
+            0 skips it (and the fractions of the limit).
+    """
+
+    model: str = "deeplabv3"
+    backbone: str = "resnet50"
+    output_stride: int | None = None
+    input_size: tuple[int, int] = (384, 384)
+    batch_size: int = 8
+    num_classes: int = 21
+    precision: str = "float32"
+    fused_batchnorm: bool = True
+    width_multiplier: float = 1.0
+    latency_repeats: int = 10
+    throughput_repeats: int = 3
+    train_steps: int = 3
+    warmup: int = 1
+    xla_inference: bool = False
+    tflite_threads: tuple[int, ...] = (1, 2)
+    matmul_size: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if len(self.input_size) != 2 or min(self.input_size) < 1:
+            raise ValueError(f"input_size {self.input_size!r}: expected (height, width) > 0")
+        for name in ("batch_size", "latency_repeats", "throughput_repeats", "train_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.warmup < 0 or self.matmul_size < 0:
+            raise ValueError("warmup and matmul_size must not be negative")
+        if any(threads < 1 for threads in self.tflite_threads):
+            raise ValueError(f"tflite_threads {self.tflite_threads}: counts must be >= 1")
+
+
+def parse_input_size(text: str) -> tuple[int, int]:
+    """``"384"`` -> (384, 384); ``"384x512"`` -> (384, 512) (height x width)."""
+    height, _, width = text.lower().partition("x")
+    try:
+        size = (int(height), int(width or height))
+    except ValueError as error:
+        raise ValueError(f"input size {text!r}: expected S or HxW, e.g. 384 or 384x512") from error
+    if min(size) < 1:
+        raise ValueError(f"input size {text!r}: sizes must be positive")
+    return size
+
+
+def parse_thread_counts(text: str) -> tuple[int, ...]:
+    """``"1,2"`` -> (1, 2); ``"none"`` or ``""`` -> () (TFLite not measured)."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError as error:
+        raise ValueError(f"TFLite threads {text!r}: expected counts like 1,2 or 'none'") from error
+    if any(count < 1 for count in counts):
+        raise ValueError(f"TFLite threads {text!r}: counts must be at least 1")
+    return counts
+
+
+def default_section_name(settings: "BenchmarkSettings") -> str:
+    """``deeplabv3_resnet50_384x384_float32`` (plus ``_unfused-bn`` without the fused BN)."""
+    height, width = settings.input_size
+    name = f"{settings.model}_{settings.backbone}_{height}x{width}_{settings.precision}"
+    return name if settings.fused_batchnorm else name + "_unfused-bn"
+
+
+def command_line(settings: "BenchmarkSettings") -> str:
+    """The ``pixelwise benchmark`` command that measures ``settings``."""
+    height, width = settings.input_size
+    parts = ["pixelwise", "benchmark", settings.model, "--backbone", settings.backbone]
+    if settings.output_stride is not None:
+        parts += ["--output-stride", str(settings.output_stride)]
+    if settings.width_multiplier != 1.0:
+        parts += ["--width-multiplier", str(settings.width_multiplier)]
+    parts += ["--input-size", f"{height}x{width}", "--batch-size", str(settings.batch_size),
+              "--num-classes", str(settings.num_classes), "--precision", settings.precision,
+              "--fused-batchnorm" if settings.fused_batchnorm else "--no-fused-batchnorm",
+              "--xla" if settings.xla_inference else "--no-xla",
+              "--tflite-threads", ",".join(map(str, settings.tflite_threads)) or "none",
+              "--latency-repeats", str(settings.latency_repeats),
+              "--throughput-repeats", str(settings.throughput_repeats),
+              "--train-steps", str(settings.train_steps), "--warmup", str(settings.warmup),
+              "--matmul-size", str(settings.matmul_size)]
+    return " ".join(parts)
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Keras's global dtype policy set to ``name`` inside the block, restored after."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def peak_rss_megabytes() -> float:
+    """This process's peak resident set size so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if platform.system() == "Darwin" else peak / 1024
+
+
+def cpu_name() -> str:
+    """The processor's model name where the system says it (Linux), else platform's word."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    match = re.search(r"^model name\s*:\s*(.+)$", text, flags=re.MULTILINE)
+    return match.group(1).strip() if match else platform.machine()
+
+
+def median_seconds(call: Callable[[], Any], *, repeats: int, warmup: int) -> float:
+    """Median wall time of ``call()`` over ``repeats`` runs after ``warmup`` untimed ones.
+    ``call`` must block until its result is computed (return NumPy values)."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def reachable_flop_rate(size: int = 4096, *, repeats: int = 5) -> float:
+    """FLOP/s of TensorFlow's float32 product of two ``size`` x ``size`` matrices
+    (2 size^3 FLOPs; median of ``repeats`` after one warm-up): what this CPU reaches on
+    the best-tuned kernel it has, the ceiling for convolutions."""
+    import tensorflow as tf  # the measurement is of TensorFlow's kernel
+
+    rng = np.random.default_rng(0)
+    left = tf.constant(rng.standard_normal((size, size), dtype=np.float32))
+    right = tf.constant(rng.standard_normal((size, size), dtype=np.float32))
+    product = tf.function(lambda a, b: tf.reduce_sum(tf.linalg.matmul(a, b)))
+    seconds = median_seconds(lambda: product(left, right).numpy(), repeats=repeats, warmup=1)
+    return 2.0 * size ** 3 / seconds
+
+
+def _random_batch(settings: BenchmarkSettings, batch: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    height, width = settings.input_size
+    images = rng.uniform(0, 255, (batch, height, width, 3)).astype("float32")
+    labels = rng.integers(0, settings.num_classes, (batch, height, width)).astype("int32")
+    return images, labels
+
+
+def build_benchmark_model(settings: BenchmarkSettings) -> keras.Model:
+    """The model of ``settings`` with random weights, built for any input size; raises
+    ValueError if the input size is not a multiple of what the model downsamples by."""
+    from pixelwise.models import DEFAULT_OUTPUT_STRIDE, MODEL_NAMES, build_model
+    from pixelwise.models.backbones import check_input_shape
+
+    if settings.model not in MODEL_NAMES:
+        raise ValueError(f"unknown model {settings.model!r}; choose one of "
+                         f"{', '.join(MODEL_NAMES)}")
+    multiple = settings.output_stride or DEFAULT_OUTPUT_STRIDE[settings.model]
+    check_input_shape((*settings.input_size, 3), multiple, settings.model)
+    keras.utils.set_random_seed(0)
+    return build_model(
+        settings.model, num_classes=settings.num_classes, backbone=settings.backbone,
+        output_stride=settings.output_stride, width_multiplier=settings.width_multiplier,
+        fused_batchnorm=settings.fused_batchnorm)
+
+
+def inference_function(model: keras.Model, *, jit_compile: bool = False):
+    """One ``tf.function`` of the model's inference (XLA-compiled if ``jit_compile``)."""
+    import tensorflow as tf
+
+    return tf.function(lambda images: model(images, training=False), jit_compile=jit_compile)
+
+
+def time_inference(model: keras.Model, settings: BenchmarkSettings, *,
+                   jit_compile: bool) -> dict[str, float]:
+    """Batch-1 latency (ms) and images/s at the benchmark batch size."""
+    forward = inference_function(model, jit_compile=jit_compile)
+    single, _ = _random_batch(settings, 1, seed=1)
+    batch, _ = _random_batch(settings, settings.batch_size, seed=2)
+    latency = median_seconds(lambda: forward(single).numpy(),
+                             repeats=settings.latency_repeats, warmup=max(settings.warmup, 1))
+    batch_seconds = median_seconds(lambda: forward(batch).numpy(),
+                                   repeats=settings.throughput_repeats,
+                                   warmup=max(settings.warmup, 1))
+    return {"latency_ms": 1000.0 * latency,
+            "images_per_second": settings.batch_size / batch_seconds}
+
+
+def time_training(model: keras.Model, settings: BenchmarkSettings) -> dict[str, float]:
+    """Images/s of ``train_on_batch`` (Adam, the default loss, no XLA)."""
+    from pixelwise.losses import build_loss
+
+    model.compile(optimizer=keras.optimizers.Adam(1e-4),
+                  loss=build_loss(num_classes=settings.num_classes), jit_compile=False)
+    images, labels = _random_batch(settings, settings.batch_size, seed=3)
+    step_seconds = median_seconds(lambda: model.train_on_batch(images, labels),
+                                  repeats=settings.train_steps, warmup=max(settings.warmup, 1))
+    return {"step_seconds": step_seconds, "images_per_second": settings.batch_size / step_seconds}
+
+
+def tflite_model_bytes(model: keras.Model, input_size: Sequence[int]) -> bytes:
+    """The model converted to TFLite (float32, batch 1, fixed ``input_size``)."""
+    import tensorflow as tf
+
+    height, width = input_size
+    forward = tf.function(lambda images: model(images, training=False))
+    concrete = forward.get_concrete_function(tf.TensorSpec((1, height, width, 3), tf.float32))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    return converter.convert()
+
+
+def tflite_interpreter(model_bytes: bytes, threads: int):
+    """LiteRT's interpreter (``ai_edge_litert``, TFLite's successor) where installed, else
+    TensorFlow's own ``tf.lite.Interpreter`` (deprecated, same API)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    return Interpreter(model_content=model_bytes, num_threads=threads)
+
+
+def time_tflite(model_bytes: bytes, settings: BenchmarkSettings, threads: int) -> float:
+    """Median latency (ms) of one batch-1 TFLite inference with ``threads`` threads."""
+    interpreter = tflite_interpreter(model_bytes, threads)
+    interpreter.allocate_tensors()
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+    images, _ = _random_batch(settings, 1, seed=4)
+
+    def invoke():
+        interpreter.set_tensor(input_index, images)
+        interpreter.invoke()
+        return interpreter.get_tensor(output_index)
+
+    return 1000.0 * median_seconds(invoke, repeats=settings.latency_repeats,
+                                   warmup=max(settings.warmup, 1))
+
+
+@dataclass
+class BenchmarkResult:
+    """Everything :func:`run_benchmark` measured; ``to_dict`` is the JSON output."""
+
+    settings: dict[str, Any]
+    environment: dict[str, Any]
+    parameters: int
+    multiply_adds: int
+    inference: dict[str, float]
+    training: dict[str, float]
+    memory_mb: dict[str, float]
+    xla_inference: dict[str, float] | None = None
+    tflite_latency_ms: dict[str, float] = field(default_factory=dict)
+    flop_rate: float | None = None
+    fraction_of_limit: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """A human-readable summary, one figure a line."""
+        settings = self.settings
+        height, width = settings["input_size"]
+        lines = [
+            f"model              {settings['model']} / {settings['backbone']} "
+            f"(output stride {settings['output_stride'] or 'default'}), {height}x{width}, "
+            f"{settings['precision']}, fused BN {settings['fused_batchnorm']}",
+            f"parameters         {self.parameters:,}",
+            f"multiply-adds      {self.multiply_adds / 1e9:.2f} G per image",
+            f"inference          {self.inference['latency_ms']:.1f} ms at batch 1, "
+            f"{self.inference['images_per_second']:.2f} images/s at batch "
+            f"{settings['batch_size']}",
+        ]
+        if self.xla_inference:
+            lines.append(f"inference (XLA)    {self.xla_inference['latency_ms']:.1f} ms at batch 1, "
+                         f"{self.xla_inference['images_per_second']:.2f} images/s")
+        lines.append(f"training           {self.training['images_per_second']:.2f} images/s "
+                     f"({self.training['step_seconds']:.2f} s per step)")
+        for threads, latency in self.tflite_latency_ms.items():
+            lines.append(f"TFLite             {latency:.1f} ms at batch 1, {threads} thread(s)")
+        lines.append(f"peak memory        {self.memory_mb['after_inference']:.0f} MB after "
+                     f"inference, {self.memory_mb['after_training']:.0f} MB after training")
+        if self.flop_rate:
+            lines.append(f"float32 FLOP rate  {self.flop_rate / 1e9:.1f} GFLOP/s (large matmul)")
+            lines.extend(f"  {name:<17}{fraction:.1%} of the limit"
+                         for name, fraction in self.fraction_of_limit.items())
+        return lines
+
+
+def fractions_of_limit(flop_rate: float, multiply_adds: int,
+                       throughputs: dict[str, tuple[float, str]]) -> dict[str, float]:
+    """Each throughput (images/s, ``"inference"`` or ``"training"``) as a fraction of
+    ``flop_rate / FLOPs per image``: 2 FLOPs per multiply-add for inference, 6 for
+    training (forward, and the input and weight gradients)."""
+    flops_per_image = {"inference": 2.0 * multiply_adds, "training": 6.0 * multiply_adds}
+    return {name: images_per_second / (flop_rate / flops_per_image[kind])
+            for name, (images_per_second, kind) in throughputs.items()}
+
+
+def run_benchmark(settings: BenchmarkSettings,
+                  echo: Callable[[str], None] = lambda line: None) -> BenchmarkResult:
+    """Measure the model of ``settings`` (see the module docstring); ``echo`` gets a line
+    as each stage starts."""
+    import tensorflow as tf
+
+    from pixelwise.models import count_multiply_adds
+
+    load_before = os.getloadavg()[0]
+    with dtype_policy("mixed_bfloat16" if settings.precision == "mixed_bfloat16" else "float32"):
+        echo("building the model")
+        model = build_benchmark_model(settings)
+        multiply_adds = count_multiply_adds(model, settings.input_size)
+        echo("inference")
+        inference = time_inference(model, settings, jit_compile=False)
+        xla = None
+        if settings.xla_inference:
+            echo("inference with XLA")
+            xla = time_inference(model, settings, jit_compile=True)
+        after_inference = peak_rss_megabytes()
+        echo("training")
+        training = time_training(model, settings)
+        after_training = peak_rss_megabytes()
+        tflite = {}
+        # A mixed-precision model would convert to bfloat16 ops TFLite runs slowly if at
+        # all; TFLite is measured on the float32 model only.
+        if settings.tflite_threads and settings.precision == "float32":
+            echo("TFLite conversion")
+            model_bytes = tflite_model_bytes(model, settings.input_size)
+            for threads in settings.tflite_threads:
+                echo(f"TFLite, {threads} thread(s)")
+                tflite[str(threads)] = time_tflite(model_bytes, settings, threads)
+    flop_rate, fractions = None, {}
+    if settings.matmul_size:
+        echo("float32 FLOP rate")
+        flop_rate = reachable_flop_rate(settings.matmul_size)
+        throughputs = {"inference": (inference["images_per_second"], "inference"),
+                       "training": (training["images_per_second"], "training")}
+        if xla:
+            throughputs["inference_xla"] = (xla["images_per_second"], "inference")
+        fractions = fractions_of_limit(flop_rate, multiply_adds, throughputs)
+    environment = {
+        "cpu": cpu_name(), "cpu_count": os.cpu_count(), "tensorflow": tf.__version__,
+        "keras": keras.__version__, "python": platform.python_version(),
+        "load_average_before": round(load_before, 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+    }
+    return BenchmarkResult(
+        settings=asdict(settings), environment=environment, parameters=model.count_params(),
+        multiply_adds=multiply_adds, inference=inference, training=training,
+        memory_mb={"after_inference": after_inference, "after_training": after_training},
+        xla_inference=xla, tflite_latency_ms=tflite, flop_rate=flop_rate,
+        fraction_of_limit=fractions)
+
+
+def write_json(data: Any, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def update_results_section(path: str | Path, section: str, markdown: str) -> None:
+    """Put ``markdown`` into ``path`` (a Markdown file) between the markers of ``section``,
+    replacing what was there, or appended as a new section; other sections stay."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", section):
+        raise ValueError(f"section name {section!r}: use letters, digits, '-', '_', '.'")
+    path = Path(path)
+    begin = f"<!-- {RESULTS_MARKER}:{section} -->"
+    end = f"<!-- /{RESULTS_MARKER}:{section} -->"
+    block = f"{begin}\n{markdown.rstrip()}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), flags=re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text if text.endswith("\n") else text + "\n")
+
+
+def result_markdown(result: BenchmarkResult, command: str) -> str:
+    """A Markdown table of one result, with the command that produced it."""
+    settings = result.settings
+    height, width = settings["input_size"]
+    rows = [("parameters", f"{result.parameters:,}"),
+            ("multiply-adds / image", f"{result.multiply_adds / 1e9:.2f} G"),
+            ("inference latency, batch 1", f"{result.inference['latency_ms']:.1f} ms"),
+            (f"inference, batch {settings['batch_size']}",
+             f"{result.inference['images_per_second']:.2f} images/s")]
+    if result.xla_inference:
+        rows += [("inference latency, batch 1, XLA", f"{result.xla_inference['latency_ms']:.1f} ms"),
+                 (f"inference, batch {settings['batch_size']}, XLA",
+                  f"{result.xla_inference['images_per_second']:.2f} images/s")]
+    rows.append((f"training, batch {settings['batch_size']}",
+                 f"{result.training['images_per_second']:.2f} images/s"))
+    rows += [(f"TFLite latency, {threads} thread(s)", f"{latency:.1f} ms")
+             for threads, latency in result.tflite_latency_ms.items()]
+    rows.append(("peak RSS after inference / training",
+                 f"{result.memory_mb['after_inference']:.0f} / "
+                 f"{result.memory_mb['after_training']:.0f} MB"))
+    if result.flop_rate:
+        rows.append(("float32 matmul FLOP rate", f"{result.flop_rate / 1e9:.1f} GFLOP/s"))
+        rows += [(f"{name}: fraction of the limit", f"{fraction:.1%}")
+                 for name, fraction in result.fraction_of_limit.items()]
+    environment = result.environment
+    header = (f"**{settings['model']} / {settings['backbone']}**, {height}x{width}, "
+              f"{settings['precision']}, fused BN {settings['fused_batchnorm']} — "
+              f"{environment['cpu']} ({environment['cpu_count']} CPUs), TF "
+              f"{environment['tensorflow']}, Keras {environment['keras']}, load average "
+              f"{environment['load_average_before']} → {environment['load_average_after']}")
+    table = ["| measure | value |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows]
+    return "\n".join([header, "", f"`{command}`", "", *table])

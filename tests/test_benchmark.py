@@ -1,0 +1,94 @@
+"""pixelwise benchmark: the arithmetic of the limits, the results file, and one tiny run
+through the command line (nothing asserted on time)."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from pixelwise.benchmark import (
+    BenchmarkSettings,
+    default_section_name,
+    fractions_of_limit,
+    parse_input_size,
+    parse_thread_counts,
+    update_results_section,
+)
+from pixelwise.cli import cli
+
+
+def test_fractions_of_limit_by_hand():
+    # 1 GFLOP/s and 0.25 G multiply-adds per image: inference needs 0.5 GFLOP per image,
+    # so the limit is 2 images/s; training needs 1.5 GFLOP, so 2/3 images/s.
+    fractions = fractions_of_limit(1e9, 250_000_000, {"inference": (0.5, "inference"),
+                                                      "training": (0.5, "training")})
+    assert fractions["inference"] == pytest.approx(0.25)
+    assert fractions["training"] == pytest.approx(0.75)
+
+
+def test_parsers_and_settings_refuse_bad_values():
+    assert parse_input_size("384") == (384, 384)
+    assert parse_input_size("384x512") == (384, 512)
+    with pytest.raises(ValueError, match="expected S or HxW"):
+        parse_input_size("big")
+    assert parse_thread_counts("1,2") == (1, 2)
+    assert parse_thread_counts("none") == ()
+    with pytest.raises(ValueError, match="at least 1"):
+        parse_thread_counts("0")
+    with pytest.raises(ValueError, match="precision 'float16' is not one of"):
+        BenchmarkSettings(precision="float16")
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        BenchmarkSettings(batch_size=0)
+    assert default_section_name(BenchmarkSettings(fused_batchnorm=False)) == (
+        "deeplabv3_resnet50_384x384_float32_unfused-bn")
+
+
+def test_results_section_is_replaced_and_others_kept(tmp_path):
+    path = tmp_path / "RESULTS.md"
+    update_results_section(path, "a", "first A")
+    update_results_section(path, "b", "only B")
+    update_results_section(path, "a", "second A")
+    text = path.read_text()
+    assert text.startswith("# Benchmark results\n")
+    assert "second A" in text and "first A" not in text and "only B" in text
+    assert text.index("second A") < text.index("only B")  # replaced in place
+    assert text.count("<!-- pixelwise-benchmark:a -->") == 1
+    with pytest.raises(ValueError, match="section name"):
+        update_results_section(path, "a b", "x")
+
+
+def test_cli_benchmark_tiny_model(tmp_path):
+    """A DeepLab v3 on MobileNetV2 0.35 at 32 px: every figure present and positive, the
+    JSON and the RESULTS section written."""
+    json_path = tmp_path / "bench.json"
+    results = tmp_path / "RESULTS.md"
+    arguments = ["benchmark", "deeplabv3", "--backbone", "mobilenetv2",
+                 "--width-multiplier", "0.35", "--input-size", "32", "--batch-size", "2",
+                 "--latency-repeats", "1", "--throughput-repeats", "1", "--train-steps", "1",
+                 "--warmup", "1", "--tflite-threads", "1", "--matmul-size", "64",
+                 "--json", str(json_path), "--results", str(results)]
+    outcome = CliRunner().invoke(cli, arguments)
+    assert outcome.exit_code == 0, outcome.output
+    assert "multiply-adds" in outcome.output and "TFLite" in outcome.output
+    figures = json.loads(json_path.read_text())
+    assert figures["settings"]["input_size"] == [32, 32]
+    assert figures["parameters"] > 0 and figures["multiply_adds"] > 0
+    for value in (figures["inference"]["latency_ms"], figures["inference"]["images_per_second"],
+                  figures["training"]["images_per_second"], figures["tflite_latency_ms"]["1"],
+                  figures["memory_mb"]["after_training"], figures["flop_rate"],
+                  figures["fraction_of_limit"]["training"]):
+        assert value > 0
+    assert figures["memory_mb"]["after_training"] >= figures["memory_mb"]["after_inference"]
+    section = results.read_text()
+    assert "<!-- pixelwise-benchmark:deeplabv3_mobilenetv2_32x32_float32 -->" in section
+    # The section names the command that reproduces it.
+    assert ("`pixelwise benchmark deeplabv3 --backbone mobilenetv2 --width-multiplier 0.35 "
+            "--input-size 32x32 --batch-size 2 --num-classes 21 --precision float32 "
+            "--fused-batchnorm --no-xla --tflite-threads 1 --latency-repeats 1 "
+            "--throughput-repeats 1 --train-steps 1 --warmup 1 --matmul-size 64`") in section
+
+
+def test_cli_benchmark_reports_bad_input_size():
+    outcome = CliRunner().invoke(cli, ["benchmark", "deeplabv3", "--input-size", "40"])
+    assert outcome.exit_code != 0
+    assert "multiples of 16" in outcome.output
