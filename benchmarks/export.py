@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -39,8 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pixelwise.benchmark import cpu_name, update_results_section
+
 HERE = Path(__file__).resolve().parent
-RESULTS_MARKER = "pixelwise-benchmark"
 GOAL_INT8_MS = 20.0  # one thread: >= 50 frames per second
 
 
@@ -116,7 +116,7 @@ def measure(arguments: argparse.Namespace) -> dict:
     frame = np.random.default_rng(3).integers(0, 256, (*size, 3), dtype=np.uint8)
     result = {
         "model": model.name, "input_size": list(size), "run": arguments.run,
-        "repeats": arguments.repeats, "cpu": _cpu_model(), "logical_cpus": os.cpu_count(),
+        "repeats": arguments.repeats, "cpu": cpu_name(), "logical_cpus": os.cpu_count(),
         "load_average_before": list(os.getloadavg()),
         "measured_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "exports": [],
@@ -198,32 +198,9 @@ def result_markdown(result: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_results_section(path: Path, section: str, markdown: str) -> None:
-    """``markdown`` between the markers of ``section`` in ``path``; other sections stay."""
-    begin = f"<!-- {RESULTS_MARKER}:{section} -->"
-    end = f"<!-- /{RESULTS_MARKER}:{section} -->"
-    block = f"{begin}\n{markdown.rstrip()}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), flags=re.DOTALL)
-    text = (pattern.sub(lambda _: block, text) if pattern.search(text)
-            else text.rstrip() + "\n\n" + block + "\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 def _size(text: str) -> tuple[int, int]:
     height, _, width = str(text).lower().partition("x")
     return int(height), int(width or height)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

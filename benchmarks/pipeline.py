@@ -196,6 +196,8 @@ def measure(arguments: argparse.Namespace, cores: int, folder: Path, records: Pa
 
 
 def write_report(path: Path, arguments: argparse.Namespace, by_cores: dict[int, dict]) -> str:
+    from pixelwise.benchmark import cpu_name, update_results_section
+
     def figure(cores, pipeline, source, passed):
         for result in by_cores.get(cores, {}).get("results", []):
             if (result["pipeline"], result["source"], result["pass"]) == (pipeline, source,
@@ -211,12 +213,12 @@ def write_report(path: Path, arguments: argparse.Namespace, by_cores: dict[int, 
             ("ours", "records", "first"), ("ours", "folder", "cached"),
             ("ours", "records", "cached")]
     lines = [
-        "# Input pipeline throughput",
+        "## Input pipeline throughput",
         "",
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python benchmarks/"
         f"pipeline.py --images {arguments.images} --batch-size {arguments.batch_size} "
         f"--crop {arguments.crop}` on {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} logical CPUs ({_cpu_model()}).",
+        f"{os.cpu_count()} logical CPUs ({cpu_name()}).",
         "",
         f"{arguments.images} VOC-sized pairs (500x375 JPEG + palette PNG), "
         f"{arguments.crop}x{arguments.crop} training crops with every augmentation "
@@ -253,18 +255,8 @@ def write_report(path: Path, arguments: argparse.Namespace, by_cores: dict[int, 
                          f"{ratio(high, low)} (goal >= {GOAL_SCALING}x: "
                          f"{'met' if met else 'not met'})")
     text = "\n".join(lines) + "\n"
-    path.write_text(text)
+    update_results_section(path, "pipeline", text)
     return text
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def main() -> None:
