@@ -29,30 +29,21 @@ import argparse
 import json
 import os
 import re
-import statistics
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from pixelwise.benchmark import cpu_name, update_results_section
+from pixelwise.benchmark import cpu_name, median_seconds, update_results_section
 
 HERE = Path(__file__).resolve().parent
 GOAL_INT8_MS = 20.0  # one thread: >= 50 frames per second
 
 
 def median_ms(call, *, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
+    return 1000.0 * median_seconds(call, repeats=repeats, warmup=warmup)
 
 
 def build_or_load(arguments: argparse.Namespace):
