@@ -32,6 +32,7 @@ import platform
 import re
 import resource
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -268,39 +269,32 @@ def time_training(model: keras.Model, settings: BenchmarkSettings) -> dict[str, 
     return {"step_seconds": step_seconds, "images_per_second": settings.batch_size / step_seconds}
 
 
-def tflite_model_bytes(model: keras.Model, input_size: Sequence[int]) -> bytes:
-    """The model converted to TFLite (float32, batch 1, fixed ``input_size``)."""
-    import tensorflow as tf
+def export_tflite_for_timing(model: keras.Model, settings: BenchmarkSettings,
+                            out_dir: str | Path) -> Path:
+    """The float32 TFLite model a device would run (uint8 frame in, int32 class map out),
+    written by :func:`pixelwise.export.export_tflite` with placeholder class names."""
+    from pixelwise.data.spec import DatasetSpec, voc_colormap
+    from pixelwise.export import export_tflite
 
-    height, width = input_size
-    forward = tf.function(lambda images: model(images, training=False))
-    concrete = forward.get_concrete_function(tf.TensorSpec((1, height, width, 3), tf.float32))
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-    return converter.convert()
-
-
-def tflite_interpreter(model_bytes: bytes, threads: int):
-    """LiteRT's interpreter (``ai_edge_litert``, TFLite's successor) where installed, else
-    TensorFlow's own ``tf.lite.Interpreter`` (deprecated, same API)."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import tensorflow as tf
-
-        Interpreter = tf.lite.Interpreter
-    return Interpreter(model_content=model_bytes, num_threads=threads)
+    classes = settings.num_classes
+    spec = DatasetSpec(tuple(f"class_{index}" for index in range(classes)),
+                       tuple(tuple(int(c) for c in rgb) for rgb in voc_colormap(classes)))
+    return export_tflite(model, spec, Path(out_dir) / "model.tflite",
+                         input_size=settings.input_size)
 
 
-def time_tflite(model_bytes: bytes, settings: BenchmarkSettings, threads: int) -> float:
+def time_tflite(model_path: str | Path, settings: BenchmarkSettings, threads: int) -> float:
     """Median latency (ms) of one batch-1 TFLite inference with ``threads`` threads."""
-    interpreter = tflite_interpreter(model_bytes, threads)
-    interpreter.allocate_tensors()
-    input_index = interpreter.get_input_details()[0]["index"]
+    from pixelwise.export import make_interpreter
+
+    interpreter = make_interpreter(model_path, num_threads=threads)
+    input_details = interpreter.get_input_details()[0]
     output_index = interpreter.get_output_details()[0]["index"]
-    images, _ = _random_batch(settings, 1, seed=4)
+    frame = np.random.default_rng(4).integers(
+        0, 256, size=input_details["shape"]).astype(input_details["dtype"])
 
     def invoke():
-        interpreter.set_tensor(input_index, images)
+        interpreter.set_tensor(input_details["index"], frame)
         interpreter.invoke()
         return interpreter.get_tensor(output_index)
 
@@ -395,10 +389,11 @@ def run_benchmark(settings: BenchmarkSettings,
         # all; TFLite is measured on the float32 model only.
         if settings.tflite_threads and settings.precision == "float32":
             echo("TFLite conversion")
-            model_bytes = tflite_model_bytes(model, settings.input_size)
-            for threads in settings.tflite_threads:
-                echo(f"TFLite, {threads} thread(s)")
-                tflite[str(threads)] = time_tflite(model_bytes, settings, threads)
+            with tempfile.TemporaryDirectory(prefix="pixelwise-benchmark-") as scratch:
+                model_path = export_tflite_for_timing(model, settings, scratch)
+                for threads in settings.tflite_threads:
+                    echo(f"TFLite, {threads} thread(s)")
+                    tflite[str(threads)] = time_tflite(model_path, settings, threads)
     flop_rate, fractions = None, {}
     if settings.matmul_size:
         echo("float32 FLOP rate")
