@@ -14,7 +14,9 @@ then measures training batches (384x384 crops, every augmentation) per second fo
 
 each on a first pass (no tf.data cache; one warm-up pass before, so both read files from
 the page cache and pay no tracing) and, for the cached variants, a pass served from the
-in-memory cache. Each core count runs in its own process pinned with
+in-memory cache. Each figure is the median of ``--rounds`` passes, the pipelines taking
+turns, so that a passing disturbance does not fall on one of them; the CPU time per image
+(all threads of the process) is reported beside it. Each core count runs in its own process pinned with
 ``os.sched_setaffinity`` before TensorFlow is imported, so TensorFlow sizes its thread
 pools to the cores it may use. Figures and ratios go to ``--out`` (benchmarks/RESULTS.md).
 """
@@ -140,13 +142,30 @@ def ours_dataset(source: Path, *, batch_size: int, crop_size: int, seed: int, ca
                         cache="memory" if cache else None, drop_remainder=False)
 
 
-def images_per_second(dataset) -> float:
-    """One full pass over ``dataset``, timed."""
+def one_pass(dataset) -> dict[str, float]:
+    """One full pass over ``dataset``: images per second (wall clock) and the process's CPU
+    milliseconds per image (every thread's; less disturbed by other processes than the
+    wall clock)."""
     count = 0
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for images, _ in dataset:
         count += int(images.shape[0])
-    return count / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"images_per_second": count / wall, "cpu_ms_per_image": 1000 * cpu / count}
+
+
+def median_passes(datasets: dict, rounds: int) -> dict:
+    """Per dataset, the pass with the median throughput over ``rounds`` passes, the
+    datasets taking turns so that a disturbance spreads over all of them (one warm-up pass
+    each before: tracing, thread pools, page cache, filling a cache)."""
+    for dataset in datasets.values():
+        one_pass(dataset)
+    passes = {key: [] for key in datasets}
+    for _ in range(rounds):
+        for key, dataset in datasets.items():
+            passes[key].append(one_pass(dataset))
+    return {key: sorted(runs, key=lambda run: run["images_per_second"])[len(runs) // 2]
+            for key, runs in passes.items()}
 
 
 # --------------------------------------------------------------------------- worker
@@ -161,22 +180,16 @@ def run_worker(arguments: argparse.Namespace) -> None:
 
     settings = dict(batch_size=arguments.batch_size, crop_size=arguments.crop, seed=0)
     folder, records = Path(arguments.data), Path(arguments.records)
-    builders = {
-        ("textbook", "folder"): lambda: textbook_dataset(folder, **settings),
-        ("ours", "folder"): lambda: ours_dataset(folder, cache=False, **settings),
-        ("ours", "records"): lambda: ours_dataset(records, cache=False, **settings),
+    datasets = {
+        ("textbook", "folder", "first"): textbook_dataset(folder, **settings),
+        ("ours", "folder", "first"): ours_dataset(folder, cache=False, **settings),
+        ("ours", "records", "first"): ours_dataset(records, cache=False, **settings),
+        ("ours", "folder", "cached"): ours_dataset(folder, cache=True, **settings),
+        ("ours", "records", "cached"): ours_dataset(records, cache=True, **settings),
     }
-    results = []
-    for (pipeline, source), build in builders.items():
-        dataset = build()
-        images_per_second(dataset)  # warm-up: tracing, thread pools, page cache
-        results.append({"pipeline": pipeline, "source": source, "pass": "first",
-                        "images_per_second": images_per_second(dataset)})
-    for source, path in (("folder", folder), ("records", records)):
-        dataset = ours_dataset(path, cache=True, **settings)
-        images_per_second(dataset)  # fills the cache
-        results.append({"pipeline": "ours", "source": source, "pass": "cached",
-                        "images_per_second": images_per_second(dataset)})
+    medians = median_passes(datasets, arguments.rounds)
+    results = [{"pipeline": pipeline, "source": source, "pass": passed, **medians[key]}
+               for key in datasets for pipeline, source, passed in [key]]
     print(json.dumps({"cores": len(cpus), "results": results}))
 
 
@@ -188,7 +201,8 @@ def measure(arguments: argparse.Namespace, cores: int, folder: Path, records: Pa
     command = [sys.executable, str(Path(__file__).resolve()), "--worker",
                "--cpus", ",".join(str(cpu) for cpu in available[:cores]),
                "--data", str(folder), "--records", str(records),
-               "--batch-size", str(arguments.batch_size), "--crop", str(arguments.crop)]
+               "--batch-size", str(arguments.batch_size), "--crop", str(arguments.crop),
+               "--rounds", str(arguments.rounds)]
     finished = subprocess.run(command, capture_output=True, text=True)
     if finished.returncode != 0:
         raise RuntimeError(f"worker on {cores} core(s) failed:\n{finished.stderr[-4000:]}")
@@ -198,11 +212,11 @@ def measure(arguments: argparse.Namespace, cores: int, folder: Path, records: Pa
 def write_report(path: Path, arguments: argparse.Namespace, by_cores: dict[int, dict]) -> str:
     from pixelwise.benchmark import cpu_name, update_results_section
 
-    def figure(cores, pipeline, source, passed):
+    def figure(cores, pipeline, source, passed, key="images_per_second"):
         for result in by_cores.get(cores, {}).get("results", []):
             if (result["pipeline"], result["source"], result["pass"]) == (pipeline, source,
                                                                          passed):
-                return result["images_per_second"]
+                return result[key]
         return None
 
     def ratio(numerator, denominator):
@@ -217,14 +231,17 @@ def write_report(path: Path, arguments: argparse.Namespace, by_cores: dict[int, 
         "",
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python benchmarks/"
         f"pipeline.py --images {arguments.images} --batch-size {arguments.batch_size} "
-        f"--crop {arguments.crop}` on {platform.processor() or platform.machine()}, "
+        f"--crop {arguments.crop} --rounds {arguments.rounds}` on "
+        f"{platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} logical CPUs ({cpu_name()}).",
         "",
         f"{arguments.images} VOC-sized pairs (500x375 JPEG + palette PNG), "
         f"{arguments.crop}x{arguments.crop} training crops with every augmentation "
         f"(crop-or-resize, flip, hue, brightness, contrast), batches of {arguments.batch_size}. "
-        "Images per second over one pass, after a warm-up pass; \"cached\" is a pass "
-        "served from the in-memory cache of decoded examples. The textbook's hue jitter is "
+        f"Images per second: the median of {arguments.rounds} passes, the pipelines taking "
+        "turns, after a warm-up pass each; in brackets the process's CPU milliseconds per "
+        "image in that pass (all threads). \"cached\" is a pass served from the in-memory "
+        "cache of decoded examples. The textbook's hue jitter is "
         "`tf.image.random_hue` (HSV); ours turns hue in YIQ, folded with brightness and "
         "contrast into one affine colour map (`pixelwise.data.pipeline.jitter_colors`).",
         "",
@@ -234,7 +251,9 @@ def write_report(path: Path, arguments: argparse.Namespace, by_cores: dict[int, 
     ]
     for pipeline, source, passed in rows:
         figures = [figure(c, pipeline, source, passed) for c in core_counts]
-        cells = [f"{value:.0f}" if value else "n/a" for value in figures]
+        cpu = [figure(c, pipeline, source, passed, "cpu_ms_per_image") for c in core_counts]
+        cells = [f"{value:.0f} ({ms:.1f} ms)" if value else "n/a"
+                 for value, ms in zip(figures, cpu)]
         scaling = ratio(figures[-1], figures[0]) if len(figures) > 1 else "n/a"
         lines.append(f"| {pipeline} | {source} | {passed} | " + " | ".join(cells)
                      + f" | {scaling} |")
@@ -264,6 +283,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400, help="Pairs to generate.")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop", type=int, default=384, help="Training crop side.")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="Timed passes per pipeline; the median is reported.")
     parser.add_argument("--cores", default="1,2", help="Core counts to measure, e.g. 1,2.")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
