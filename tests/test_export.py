@@ -26,6 +26,7 @@ from pixelwise.export import (
     SavedModelSegmenter,
     TFLiteSegmenter,
     check_export,
+    depthwise_layers,
     export_saved_model,
     export_tflite,
     float32_model,
@@ -220,6 +221,17 @@ def test_saved_model_carries_the_classes_and_colours(saved_model, blob_model):
     assert served.export_info["input_multiple"] == 4
     with pytest.raises(FileExistsError, match="overwrite"):
         export_saved_model(blob_model, BLOB_SPEC, saved_model)
+
+
+def test_xla_export_of_a_depthwise_model_warns_that_cpus_run_it_slower(tmp_path, deeplab,
+                                                                       blob_model):
+    assert not depthwise_layers(blob_model)
+    assert len(depthwise_layers(deeplab)) == 17  # MobileNetV2: one per inverted residual block
+    with pytest.warns(UserWarning, match=r"XLA on a CPU runs its 17 depthwise convolutions"):
+        path = export_saved_model(deeplab, BLOB_SPEC, tmp_path / "xla", jit_compile=True)
+    image = np.random.default_rng(3).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    served = SavedModelSegmenter(path).predict(image)  # XLA may round near-ties otherwise
+    assert np.mean(served == keras_argmax(deeplab, image[None])[0]) > 0.99
 
 
 # --------------------------------------------------------------------------- TFLite

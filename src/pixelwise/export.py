@@ -40,9 +40,11 @@ int8 export may lose at most 1 mean-IoU point against the Keras float32 model. F
 short raises :class:`ExportCheckError`.
 
 XLA: ``jit_compile=True`` compiles the SavedModel's serving function (and the check's
-Keras forward pass) with XLA; measured ~13% faster for a plain forward pass on these CPUs
-(DESIGN.md). Each new input shape compiles once more, so it pays off for a steady frame
-size. TFLite does not use XLA.
+Keras forward pass) with XLA. Each new input shape compiles once more, so it can only pay
+off for a steady frame size, and on a CPU only for models without depthwise convolutions:
+XLA's CPU compiler runs a 3x3 depthwise convolution ~30x slower than TensorFlow's kernel,
+which made a MobileNetV2 DeepLab v3 ~7x slower per frame (benchmarks/RESULTS.md), so
+exporting such a model with XLA warns. TFLite does not use XLA.
 """
 
 from __future__ import annotations
@@ -109,6 +111,12 @@ def float32_model(model: keras.Model) -> keras.Model:
     clone = type(model).from_config(_float32_config(model.get_config()))
     clone.set_weights(model.get_weights())
     return clone
+
+
+def depthwise_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The model's depthwise convolutions, which XLA compiles badly for CPUs."""
+    return [layer for layer in _all_layers(model)
+            if isinstance(layer, keras.layers.DepthwiseConv2D)]
 
 
 def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -208,6 +216,11 @@ def export_saved_model(model: keras.Model, spec: DatasetSpec, out_dir: str | Pat
     _check_destination(out_dir, overwrite)
     _check_classes(model, spec)
     model = float32_model(model)
+    if jit_compile and depthwise_layers(model):
+        warnings.warn(f"{model.name}: XLA on a CPU runs its {len(depthwise_layers(model))} "
+                      "depthwise convolutions ~30x slower than TensorFlow's own kernels (a "
+                      "MobileNetV2 DeepLab v3 ran ~7x slower per frame); serve it on CPUs "
+                      "from an export without --jit-compile", stacklevel=2)
     height, width = (model.input_shape[1], model.input_shape[2])
     mean = tf.constant(MEAN_RGB, dtype=tf.float32)
     outputs = (CLASS_MAP_NAME, PROBABILITIES_NAME) if include_probabilities else (CLASS_MAP_NAME,)
