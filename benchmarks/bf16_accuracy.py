@@ -58,6 +58,17 @@ def markdown(runs: dict[int, dict[str, dict]], command: str) -> str:
         lines.append(f"| {seed} | {f32['test_mean_iou']:.4f} | {bf16['test_mean_iou']:.4f} | "
                      f"{bf16['test_mean_iou'] - f32['test_mean_iou']:+.4f} | "
                      f"{f32['wall_seconds']:.0f} | {bf16['wall_seconds']:.0f} |")
+    differences = [pair["bfloat16"]["test_mean_iou"] - pair["float32"]["test_mean_iou"]
+                   for pair in runs.values()]
+    lines += ["", f"Mean difference bfloat16 - float32: {100 * statistics.mean(differences):+.1f} "
+              "mIoU points."]
+    if len(runs) > 1:
+        spread = statistics.stdev(pair["float32"]["test_mean_iou"] for pair in runs.values())
+        lines[-1] += (f" The float32 scores of the seeds spread by {100 * spread:.1f} points "
+                      "(standard deviation), the noise a precision difference is read against.")
+    lines += ["", "The times are whole demo commands (data, training, evaluation, pictures) "
+              "and only indicative where other work shared the machine; the speed ratio "
+              "bfloat16 / float32 is measured on its own by `benchmarks/models.py`."]
     return "\n".join(lines)
 
 
