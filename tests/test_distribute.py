@@ -2,6 +2,7 @@
 record preparation, and (in subprocesses) mirrored training on two logical CPUs and two
 workers on loopback ports."""
 
+import csv
 import json
 import os
 import socket
@@ -52,6 +53,11 @@ def child_environment(**extra) -> dict:
     environment = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
     environment.update(TF_CPP_MIN_LOG_LEVEL="2", **extra)
     return environment
+
+
+def log_epochs(log_path: Path) -> list[int]:
+    with open(log_path, newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
 def free_ports(count: int) -> list[int]:
@@ -257,6 +263,90 @@ def test_train_cli_refuses_multiworker_without_tf_config(synthetic, tmp_path, mo
     assert not (tmp_path / "run").exists()
 
 
+# ---- restarted workers agree on the epoch to resume from ---------------------------------
+
+def test_workers_resume_from_the_last_epoch_every_worker_saved():
+    no_run = distribute.NO_RUN
+    agree = distribute.common_saved_epochs
+    assert agree([3, 3], [2, 2]) == 3
+    assert agree([3, 3, 2, 2], [2, 2, 1, 1]) == 2  # two replicas per worker
+    assert agree([2, 3], [no_run, 2]) == 2  # worker 0 was killed while saving epoch 3
+    assert agree([1, 0], [0, no_run]) == 0  # ... while saving its first epoch
+    assert agree([no_run, no_run], [no_run, no_run]) == 0  # a new run
+    assert agree([0, no_run], [no_run, no_run]) == 0  # killed before any epoch was saved
+    refused = {
+        "complete": ([1, no_run], [0, no_run]),  # the other worker removed its backup
+        "two epochs apart": ([3, 1], [2, no_run]),
+        "nothing to go back to": ([3, 2], [no_run, no_run]),
+    }
+    for saved, fallback in refused.values():
+        with pytest.raises(ValueError, match="do not match.*delete the run folder's checkpoints"):
+            agree(saved, fallback)
+
+
+def checkpointed_fit(folder: RunFolder, epochs: int) -> None:
+    """``epochs`` epochs of two steps of a one-layer model, saved by the run's checkpoint
+    callback as on a multi-worker run (keeping the previous state)."""
+    from pixelwise.train import RunCheckpoint
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    inputs = np.random.default_rng(0).normal(size=(8, 2)).astype("float32")
+    model.fit(inputs, inputs[:, :1], batch_size=4, epochs=epochs, verbose=0, callbacks=[
+        RunCheckpoint(folder, total_epochs=epochs, resumable={}, keep_previous=True)])
+
+
+def test_a_worker_ahead_goes_back_one_epoch(tmp_path, monkeypatch):
+    from pixelwise.train import _agree_with_other_workers
+
+    two_workers = fake_worker("worker", 0, {"worker": ["a:1", "b:2"]})
+
+    def other_worker_has(saved, fallback):  # what the other worker's gathers return
+        answers = iter([saved, fallback])
+        monkeypatch.setattr(distribute, "gather_from_workers",
+                            lambda strategy, value: [value, next(answers)])
+
+    folder = RunFolder(tmp_path / "ahead")
+    checkpointed_fit(folder, epochs=3)
+    state = folder.read_state()
+    assert state["epochs_done"] == 3 and state["optimizer_iterations"] == 6
+    assert state["previous"]["epochs_done"] == 2 and "previous" not in state["previous"]
+    assert sorted(path.name for path in folder.checkpoint_dir.iterdir()) == [
+        "epoch-0002.keras", "epoch-0003.keras", "state.json"]
+
+    # The other worker saved epoch 3 too: nothing changes.
+    other_worker_has(3, 2)
+    assert _agree_with_other_workers(two_workers, folder, state, True, print) == state
+    # It was killed while saving epoch 3: this worker goes back to epoch 2, on disk too.
+    lines = []
+    other_worker_has(2, distribute.NO_RUN)
+    back = _agree_with_other_workers(two_workers, folder, state, True, lines.append)
+    assert back == state["previous"] and folder.read_state() == back
+    assert lines == [f"{folder.root}: going back from epoch 3 to epoch 2, the last epoch "
+                     f"every worker saved"]
+    assert sorted(path.name for path in folder.checkpoint_dir.iterdir()) == [
+        "epoch-0002.keras", "state.json"]
+    saved = keras.saving.load_model(folder.checkpoint_dir / back["checkpoint"])
+    assert int(saved.optimizer.iterations.numpy()) == back["optimizer_iterations"] == 4
+    # Now behind (the other worker kept epoch 3 and can go back): it stays.
+    other_worker_has(3, 2)
+    assert _agree_with_other_workers(two_workers, folder, back, True, print) == back
+    # Behind with nothing kept to go back to, while the other is two epochs ahead: refused.
+    other_worker_has(4, 3)
+    with pytest.raises(ValueError, match=r"do not match.*this is worker 0, with 2 epochs"):
+        _agree_with_other_workers(two_workers, folder, back, True, print)
+
+    # The other worker was killed while saving its first epoch: back to a new run.
+    first = RunFolder(tmp_path / "first")
+    checkpointed_fit(first, epochs=1)
+    state = first.read_state()
+    assert state["previous"] is None
+    other_worker_has(0, distribute.NO_RUN)
+    assert _agree_with_other_workers(two_workers, first, state, True, print) is None
+    assert first.read_state() is None and not list(first.checkpoint_dir.iterdir())
+
+
 # ---- several devices and workers (subprocesses) -------------------------------------------
 
 @pytest.mark.slow
@@ -279,6 +369,7 @@ def test_mirrored_training_on_two_cpus_and_identical_evaluation(synthetic, tmp_p
     np.testing.assert_array_equal(matrix_two, matrix_one)
     assert matrix_two.sum() == result["labelled_pixels"]  # every pixel once, none twice
     assert np.count_nonzero(matrix_two.sum(axis=0)) >= 3  # a model that tells classes apart
+
 
     # Synchronized batch norm over two replicas normalises like one device over the
     # global batch; each replica's own statistics do not.
@@ -329,3 +420,101 @@ def test_two_workers_on_loopback_ports(synthetic, records, tmp_path):
                if isinstance(layer, keras.layers.BatchNormalization))
     logits = model.predict(np.zeros((1, SIZE, SIZE, 3), dtype="float32"), verbose=0)
     assert logits.shape == (1, SIZE, SIZE, spec.num_classes) and np.all(np.isfinite(logits))
+
+
+
+def start_worker(index: int, cluster: dict, arguments: list[str], backups: Path,
+                 log_path: Path) -> subprocess.Popen:
+    """``pixelwise train ARGUMENTS`` as task ``worker INDEX`` of ``cluster``, its output
+    (stdout and stderr) written to ``log_path``."""
+    tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pixelwise", "train", *arguments],
+            stdout=log, stderr=subprocess.STDOUT, text=True,
+            env=child_environment(TF_CONFIG=tf_config, PIXELWISE_WORKER_BACKUP_DIR=str(backups)))
+
+
+def saved_epochs(folder: RunFolder) -> int:
+    """The epochs state.json records (0 before the first save)."""
+    try:
+        return int(json.loads(folder.state_path.read_text())["epochs_done"])
+    except FileNotFoundError:
+        return 0
+
+
+def stop_all(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.slow
+def test_two_workers_resume_after_a_worker_is_killed(records, tmp_path, monkeypatch):
+    epochs = 3
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    backups = tmp_path / "worker-backups"
+    run_dirs = [tmp_path / "run", tmp_path / "run-worker-1"]
+    monkeypatch.setenv("PIXELWISE_WORKER_BACKUP_DIR", str(backups))
+    worker_backup = distribute.worker_backup_dir(run_dirs[1], fake_worker("worker", 1, cluster))
+    chief, backup = RunFolder(run_dirs[0]), RunFolder(worker_backup)
+    # Batch 1 per worker: 5 global steps per epoch (seconds), far longer than the polling.
+    commands = [["--strategy", "multiworker", "--data", str(records), "--out", str(run_dir),
+                 "--epochs", str(epochs), "--batch-size", "1", "--quiet", *TINY_MODEL_FLAGS]
+                for run_dir in run_dirs]
+    first_logs = [tmp_path / "worker-0.log", tmp_path / "worker-1.log"]
+    deadline = time.monotonic() + 480
+    processes = [start_worker(index, cluster, command, backups, log)
+                 for index, (command, log) in enumerate(zip(commands, first_logs))]
+    try:
+        # Until epoch 1 is saved on both workers (a worker killed while saving: see the
+        # rollback tests above).
+        while saved_epochs(chief) < 1 or saved_epochs(backup) < 1:
+            for process, log in zip(processes, first_logs):
+                assert process.poll() is None, log.read_text()[-4000:]
+            assert time.monotonic() < deadline, "no epoch saved in time"
+            time.sleep(0.1)
+        processes[1].kill()  # the machine of worker 1 dies
+        processes[1].wait()
+        try:  # the chief fails or hangs in its next collective
+            processes[0].wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            processes[0].kill()  # as a cluster manager would
+            processes[0].wait()
+    finally:
+        stop_all(processes)
+    assert (saved_epochs(chief), saved_epochs(backup)) == (1, 1)  # killed within epoch 2
+    first_row = chief.log_path.read_text().splitlines()[1]
+
+    # Both started again with the same command.
+    logs = [tmp_path / "worker-0-again.log", tmp_path / "worker-1-again.log"]
+    processes = [start_worker(index, cluster, command, backups, log)
+                 for index, (command, log) in enumerate(zip(commands, logs))]
+    try:
+        for process in processes:
+            process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        stop_all(processes)
+    outputs = [log.read_text() for log in logs]
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-4000:]
+    for folder, output in zip((chief, backup), outputs):
+        assert f"resuming {folder.root} after epoch 1 " in output
+        assert f"epochs 2..{epochs}; run folder {folder.root}" in output
+        assert "going back" not in output
+        assert "Epoch 1/" not in output and f"Epoch {epochs}/{epochs}" in output
+    assert f"{run_dirs[0]}: {epochs} epoch(s) done (completed)" in outputs[0]
+
+    state = json.loads(chief.state_path.read_text())
+    assert (state["epochs_done"], state["stop_reason"]) == (epochs, "completed")
+    assert state["optimizer_iterations"] == epochs * 5
+    assert log_epochs(chief.log_path) == list(range(epochs))  # one row each, none twice
+    assert chief.log_path.read_text().splitlines()[1] == first_row  # epoch 1 not redone
+    assert sorted(path.name for path in chief.checkpoint_dir.iterdir()) == [
+        f"epoch-{epochs - 1:04d}.keras", f"epoch-{epochs:04d}.keras", "state.json"]
+    model, spec, _ = load_run(chief.root)
+    logits = model.predict(np.zeros((1, SIZE, SIZE, 3), dtype="float32"), verbose=0)
+    assert logits.shape == (1, SIZE, SIZE, spec.num_classes) and np.all(np.isfinite(logits))
+    assert not run_dirs[1].exists() and not worker_backup.exists()
+    assert not any(backups.rglob("*.keras"))

@@ -59,8 +59,11 @@ saves (collective operations need every worker) into a backup folder of their ow
 the run folder (``worker_backup_dir``), which is removed when the run completes. Each worker
 resumes from its own saved state, so after a worker restart all workers are started again
 with the same command and continue from the last saved epoch (the run folder's checkpoint
-plays the part of Keras's ``BackupAndRestore``); ``check_same_on_all_workers`` stops them
-with an error if their saved states differ.
+plays the part of Keras's ``BackupAndRestore``). Each worker keeps the state of the epoch
+before its last one too: a worker killed while saving an epoch leaves the others one epoch
+ahead, and those go back to it (``agreed_saved_epochs``; the chief's ``best.keras`` may then
+hold the model of the epoch that is trained again). Workers whose saved states cannot be
+brought together stop with an error that says what to delete.
 """
 
 from __future__ import annotations
@@ -408,28 +411,55 @@ def gather_from_workers(strategy: tf.distribute.Strategy, value: int) -> list[in
     return [int(item) for item in strategy.gather(per_replica, axis=0).numpy()]
 
 
-def check_same_on_all_workers(strategy: tf.distribute.Strategy, value: int,
-                              what: str) -> None:
-    """Raise on every worker unless all of them hold the same ``value`` (e.g. the epochs
-    their saved states record); nothing to check with one worker."""
+NO_RUN = -1  # a worker's saved epochs where it holds no run (folder absent or removed)
+
+
+def common_saved_epochs(saved: Sequence[int], fallback: Sequence[int]) -> int:
+    """The epochs every worker can resume from, given each worker's ``saved`` epochs (its
+    state.json; 0 before the first save, ``NO_RUN`` without a run folder) and the
+    ``fallback`` epochs of the state before that one (``NO_RUN`` where none is kept).
+
+    A worker killed while saving epoch ``n`` leaves the others one epoch ahead (no worker
+    can finish epoch ``n + 1`` without it), so each worker is at the lowest saved epoch
+    or can go back to it. Raises ValueError when they cannot agree."""
+    saved, fallback = [int(value) for value in saved], [int(value) for value in fallback]
+    if len(saved) != len(fallback) or not saved:
+        raise ValueError(f"one saved and one fallback value per worker, got {saved} and "
+                         f"{fallback}")
+    if all(value in (NO_RUN, 0) for value in saved):
+        return 0  # a new run (or one that saved no epoch yet)
+    target = min(saved)
+    if target != NO_RUN and all(value == target or back == target
+                                for value, back in zip(saved, fallback)):
+        return target
+    raise ValueError(
+        f"the workers' saved runs do not match: epochs saved {saved}, epochs they can go back "
+        f"to {fallback} (one value per replica; {NO_RUN}: no run). Either the run is complete "
+        f"(the other workers removed their backups: nothing to resume), or a worker's backup "
+        f"folder was deleted or belongs to another run: then delete the run folder's "
+        f"checkpoints/ and the workers' backup folders (under "
+        f"{Path(tempfile.gettempdir()) / 'pixelwise-workers'} or "
+        f"${WORKER_BACKUP_ROOT_VARIABLE}) to restart the run")
+
+
+def agreed_saved_epochs(strategy: tf.distribute.Strategy, saved: int, fallback: int) -> int:
+    """``common_saved_epochs`` over every worker's ``saved`` and ``fallback`` epochs (a
+    collective: every worker must call it); ``saved`` with one worker."""
     if num_workers(strategy) <= 1:
-        return
-    values = gather_from_workers(strategy, value)
-    if len(set(values)) > 1:
+        return int(saved)
+    try:
+        return common_saved_epochs(gather_from_workers(strategy, saved),
+                                   gather_from_workers(strategy, fallback))
+    except ValueError as error:
         task_type, task_id = task_of(strategy)
-        raise ValueError(
-            f"the workers disagree about {what}: {values} (one value per replica; this is "
-            f"{task_type} {task_id} with {value}). Either the run is complete (the other "
-            f"workers removed their backups: nothing to resume), or a worker was stopped "
-            f"while the others saved an epoch: then delete the run folder's checkpoints/ and "
-            f"the workers' backup folders (under "
-            f"{Path(tempfile.gettempdir()) / 'pixelwise-workers'} or "
-            f"${WORKER_BACKUP_ROOT_VARIABLE}) to restart the run")
+        raise ValueError(f"{error} (this is {task_type} {task_id}, with {saved} epochs "
+                         f"saved)") from None
 
 
-__all__ = ["MultiWorkerMirroredStrategy", "STRATEGY_NAMES", "TF_CONFIG_VARIABLE", "auto_shard_policy",
-           "check_same_on_all_workers", "cluster_size", "describe",
-           "distributed_confusion_matrix", "gather_from_workers",
-           "global_batch_size", "is_chief", "local_gpus", "make_strategy", "num_workers",
-           "pad_batches", "read_tf_config", "scaled_learning_rate", "synchronize_batch_norm", "task_of",
-           "with_shard_policy", "worker_backup_dir", "worker_files_source", "worker_index"]
+__all__ = ["MultiWorkerMirroredStrategy", "NO_RUN", "STRATEGY_NAMES", "TF_CONFIG_VARIABLE",
+           "agreed_saved_epochs", "auto_shard_policy", "cluster_size", "common_saved_epochs",
+           "describe", "distributed_confusion_matrix", "gather_from_workers",
+           "global_batch_size", "is_chief", "local_gpus", "make_strategy",
+           "num_workers", "pad_batches", "read_tf_config",
+           "scaled_learning_rate", "synchronize_batch_norm", "task_of", "with_shard_policy",
+           "worker_backup_dir", "worker_files_source", "worker_index"]

@@ -136,12 +136,18 @@ class RunCheckpoint(keras.callbacks.Callback):
        rate and the ``resumable`` callbacks' state (the commit point);
     4. older epoch checkpoints are then deleted.
 
+    With ``keep_previous`` (multi-worker runs) state.json also holds, under ``"previous"``,
+    the state saved before it (None before the first epoch; ``previous_state`` is the one
+    the run resumed from), and that state's checkpoint is kept, so a worker can go back
+    one epoch to the other workers' (see ``pixelwise.distribute``).
+
     An epoch whose loss is NaN or infinite is not saved (TerminateOnNaN stops the run).
     """
 
     def __init__(self, folder: RunFolder, *, total_epochs: int,
                  resumable: dict[str, ResumableState], best_value: float | None = None,
-                 best_epoch: int | None = None, monitor: str = BEST_MONITOR) -> None:
+                 best_epoch: int | None = None, monitor: str = BEST_MONITOR,
+                 keep_previous: bool = False, previous_state: dict | None = None) -> None:
         super().__init__()
         self.folder = folder
         self.total_epochs = total_epochs
@@ -149,6 +155,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.best_value = best_value
         self.best_epoch = best_epoch
         self.monitor = monitor
+        self.keep_previous = keep_previous
+        self.last_state = _without_previous(previous_state)
         self.saw_bad_loss = False
 
     def on_epoch_end(self, epoch, logs=None) -> None:
@@ -171,7 +179,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             stop_reason = STOP_COMPLETED
         else:
             stop_reason = None
-        write_json_atomically(self.folder.state_path, {
+        state = {
             "epochs_done": epochs_done,
             "checkpoint": checkpoint.name,
             "optimizer_iterations": int(self.model.optimizer.iterations.numpy()),
@@ -180,9 +188,16 @@ class RunCheckpoint(keras.callbacks.Callback):
             "best_epoch": self.best_epoch,
             "stop_reason": stop_reason,
             "callbacks": {name: callback.state() for name, callback in self.resumable.items()},
-        })
+        }
+        kept = {checkpoint.name}
+        if self.keep_previous:
+            state["previous"] = self.last_state
+            if self.last_state:
+                kept.add(self.last_state["checkpoint"])
+        write_json_atomically(self.folder.state_path, state)
+        self.last_state = _without_previous(state)
         for old in self.folder.checkpoint_dir.glob("epoch-*.keras"):
-            if old != checkpoint:
+            if old.name not in kept:
                 old.unlink(missing_ok=True)
 
 
@@ -380,9 +395,11 @@ def train(config: RunConfig, run_dir: str | Path, *, progress: bool = True,
         raise ValueError(f"split {config.data.train_split!r} of {config.data.source} holds "
                          f"{train_size} image(s), fewer than one batch of {global_batch} ("
                          f"{config.train.batch_size} x {replicas} replica(s)); lower --batch-size")
+    had_run = folder.exists()
     state = _prepare_folder(config, folder, spec)
+    if workers > 1:
+        state = _agree_with_other_workers(strategy, folder, state, had_run, echo)
     epochs_done = int(state["epochs_done"]) if state else 0
-    distribute.check_same_on_all_workers(strategy, epochs_done, "the epochs done")
     if replicas > 1 or workers > 1:
         echo(distribute.describe(strategy) + f"; global batch {global_batch}")
     if state and state.get("stop_reason"):
@@ -454,7 +471,8 @@ def train(config: RunConfig, run_dir: str | Path, *, progress: bool = True,
         checkpoint = RunCheckpoint(
             folder, total_epochs=config.train.epochs, resumable=resumable,
             best_value=(state or {}).get("best_val_mean_iou"),
-            best_epoch=(state or {}).get("best_epoch"))
+            best_epoch=(state or {}).get("best_epoch"),
+            keep_previous=workers > 1, previous_state=state)
         run_callbacks.append(checkpoint)
         run_callbacks.extend(callbacks)
 
@@ -493,6 +511,39 @@ def resume(run_dir: str | Path, *, progress: bool = True, echo: Callable[[str], 
                                 f"folder written by `pixelwise train`")
     return train(RunConfig.load(folder.config_path), folder.root, progress=progress, echo=echo,
                  callbacks=callbacks, strategy=strategy)
+
+
+def _agree_with_other_workers(strategy: tf.distribute.Strategy, folder: RunFolder,
+                              state: dict | None, had_run: bool,
+                              echo: Callable[[str], None]) -> dict | None:
+    """The saved state this worker resumes from, the same epoch on every worker: its own,
+    or the one before it (kept under ``"previous"``) where another worker was killed while
+    saving the last epoch. Going back rewrites state.json and deletes the newer checkpoint,
+    so the epoch is trained again from the same weights everywhere."""
+    saved = (int(state["epochs_done"]) if state else 0) if had_run else distribute.NO_RUN
+    previous = state.get("previous") if state else None
+    can_go_back = bool(state) and "previous" in state and (
+        previous is None or (folder.checkpoint_dir / str(previous.get("checkpoint"))).is_file())
+    fallback = ((int(previous["epochs_done"]) if previous else 0) if can_go_back
+                else distribute.NO_RUN)
+    target = distribute.agreed_saved_epochs(strategy, saved, fallback)
+    if target == max(saved, 0):
+        return state
+    echo(f"{folder.root}: going back from epoch {saved} to epoch {target}, the last epoch "
+         f"every worker saved")
+    if previous is None:
+        folder.state_path.unlink()
+    else:
+        write_json_atomically(folder.state_path, previous)
+    for checkpoint in folder.checkpoint_dir.glob("epoch-*.keras"):
+        if previous is None or checkpoint.name != previous["checkpoint"]:
+            checkpoint.unlink(missing_ok=True)
+    return previous
+
+
+def _without_previous(state: dict | None) -> dict | None:
+    return None if state is None else {name: value for name, value in state.items()
+                                       if name != "previous"}
 
 
 def _restore_checkpoint(model: keras.Model, checkpoint: Path, state: dict) -> None:
