@@ -6,8 +6,10 @@ It prints one JSON line, prefixed with ``RESULT``, for the test to read.
 
     mirrored DATA RUN_DIR   two logical CPUs: train one epoch under MirroredStrategy, then
                             the confusion matrix of the saved model over val-full under
-                            two replicas and under one device, and synchronized batch norm
-                            against one device's batch norm over the global batch.
+                            two replicas and under one device, ``evaluate_run`` under two
+                            replicas and on one device (plain, and multi-scale with flips),
+                            and synchronized batch norm against one device's batch norm
+                            over the global batch.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def mirrored(data_dir: str, run_dir: str) -> dict:
         make_strategy,
         pad_batches,
     )
+    from pixelwise.evaluate import evaluate_run
     from pixelwise.train import train
 
     two = make_strategy("mirrored", devices=devices)
@@ -87,6 +90,18 @@ def mirrored(data_dir: str, run_dir: str) -> dict:
     labelled = sum(int(np.count_nonzero(read_label(example.label_path) != spec.ignore_label))
                    for example in layout.examples("val-full"))
 
+    # evaluate_run: 5 images in batches of 4 (two replicas x 2, and 4 on one device), so
+    # the last batch of 1 is padded to split between the replicas.
+    evaluations, evaluate_echo = {}, []
+    for name, strategy, batch_size in (("two", two, 2), ("one", None, 4)):
+        for protocol, options in (("plain", dict(hardest=3)),
+                                  ("ms_flip", dict(multi_scale=True, flip=True, hardest=0))):
+            evaluation, = evaluate_run(
+                run_dir, split="val-full", batch_size=batch_size, strategy=strategy,
+                out_dir=Path(run_dir) / f"evaluation-{name}", progress=False,
+                echo=evaluate_echo.append if strategy else (lambda line: None), **options)
+            evaluations[f"{name}_{protocol}"] = evaluation.to_dict()
+
     images = np.random.default_rng(0).normal(3.0, 2.0, size=(4, 2, 2, 3)).astype("float32")
     images[2:] *= 4.0  # the second replica's share has other statistics
     reference = batch_norm_outputs(one, images, synchronized=False)
@@ -98,6 +113,7 @@ def mirrored(data_dir: str, run_dir: str) -> dict:
         "echo": lines,
         "matrix_two": matrix_two.tolist(), "matrix_one": matrix_one.tolist(),
         "labelled_pixels": labelled,
+        "evaluations": evaluations, "evaluate_echo": evaluate_echo,
         "sync_max_difference": float(np.abs(synchronized["outputs"] - reference["outputs"]).max()),
         "sync_variance_difference": float(np.abs(synchronized["moving_variance"]
                                                  - reference["moving_variance"]).max()),

@@ -263,6 +263,61 @@ def test_train_cli_refuses_multiworker_without_tf_config(synthetic, tmp_path, mo
     assert not (tmp_path / "run").exists()
 
 
+# ---- evaluate --strategy ------------------------------------------------------------------
+
+def test_evaluation_strategies_stay_on_this_machine(monkeypatch):
+    two_workers = {"cluster": {"worker": ["localhost:1", "localhost:2"]},
+                   "task": {"type": "worker", "index": 0}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(two_workers))
+    # A TF_CONFIG left in the environment does not make an evaluation wait for a cluster.
+    assert distribute.is_default(distribute.make_strategy("auto", one_machine=True))
+    with pytest.raises(ValueError, match="'multiworker' is for training"):
+        distribute.make_strategy("multiworker", one_machine=True)
+    assert distribute.is_default(None) and distribute.is_default(tf.distribute.get_strategy())
+    assert not distribute.is_default(distribute.make_strategy("one"))
+
+
+def test_replica_predictor_keeps_the_order_of_the_images():
+    strategy = distribute.make_strategy("one")
+    predict = distribute.replica_predictor(strategy, lambda images: images[:, :1] * 2.0)
+    images = np.arange(10, dtype="float32").reshape(5, 2)
+    np.testing.assert_array_equal(predict(images), images[:, :1] * 2.0)
+    np.testing.assert_array_equal(predict(images[:1]), [[0.0]])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(synthetic, tmp_path_factory):
+    """One epoch of the tiny model on the synthetic set, trained by the CLI."""
+    run_dir = tmp_path_factory.mktemp("evaluate") / "run"
+    result = CliRunner().invoke(cli, ["train", "--data", str(synthetic), "--out", str(run_dir),
+                                      "--epochs", "1", "--batch-size", "2", "--quiet",
+                                      "--strategy", "one", *TINY_MODEL_FLAGS])
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def test_evaluate_cli_with_a_strategy_gives_the_one_device_scores(tiny_run, tmp_path):
+    from pixelwise.evaluate import evaluate_run, read_metrics
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["evaluate", str(tiny_run), "--split", "val-full",
+                                 "--batch-size", "2", "--hardest", "2", "--strategy", "one",
+                                 "--out", str(tmp_path / "one")])
+    assert result.exit_code == 0, result.output
+    assert "OneDeviceStrategy: 1 replica(s); global batch 2" in result.output
+    with_strategy = read_metrics(tmp_path / "one" / "val-full-resized" / "metrics.json")
+    plain = evaluate_run(tiny_run, split="val-full", batch_size=4, hardest=2,
+                         echo=lambda line: None, progress=False,
+                         out_dir=tmp_path / "plain")[0].to_dict()
+    assert with_strategy["num_images"] == plain["num_images"] == 5
+    np.testing.assert_array_equal(with_strategy["confusion_matrix"], plain["confusion_matrix"])
+    assert with_strategy["mean_iou"] == plain["mean_iou"]
+    assert [item["name"] for item in with_strategy["hardest"]] == [
+        item["name"] for item in plain["hardest"]]
+    refused = runner.invoke(cli, ["evaluate", str(tiny_run), "--strategy", "multiworker"])
+    assert refused.exit_code == 2 and "'multiworker' is not one of" in refused.output
+
+
 # ---- restarted workers agree on the epoch to resume from ---------------------------------
 
 def test_workers_resume_from_the_last_epoch_every_worker_saved():
@@ -370,6 +425,22 @@ def test_mirrored_training_on_two_cpus_and_identical_evaluation(synthetic, tmp_p
     assert matrix_two.sum() == result["labelled_pixels"]  # every pixel once, none twice
     assert np.count_nonzero(matrix_two.sum(axis=0)) >= 3  # a model that tells classes apart
 
+    # evaluate_run under two replicas gives the one-device evaluation: every score, the
+    # matrix, the hardest images (their losses to float rounding).
+    assert "MirroredStrategy: 2 replica(s); global batch 4" in result["evaluate_echo"]
+    evaluations = result["evaluations"]
+    np.testing.assert_array_equal(evaluations["two_plain"]["confusion_matrix"], matrix_one)
+    assert len(evaluations["two_plain"]["hardest"]) == 3
+    assert evaluations["two_ms_flip"]["scales"] == [0.75, 1.0, 1.25]
+    for protocol in ("plain", "ms_flip"):
+        two, one = evaluations[f"two_{protocol}"], evaluations[f"one_{protocol}"]
+        assert two["num_images"] == one["num_images"] == 5
+        assert two["labelled_pixels"] == result["labelled_pixels"]
+        hardest_two, hardest_one = two.pop("hardest"), one.pop("hardest")
+        assert two == one, protocol
+        assert [item["name"] for item in hardest_two] == [item["name"] for item in hardest_one]
+        np.testing.assert_allclose([item["cross_entropy"] for item in hardest_two],
+                                   [item["cross_entropy"] for item in hardest_one], rtol=1e-4)
 
     # Synchronized batch norm over two replicas normalises like one device over the
     # global batch; each replica's own statistics do not.

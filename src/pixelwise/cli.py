@@ -346,10 +346,16 @@ def train(ctx: click.Context, data_source: Path | None, out_dir: Path | None,
 @click.option("--batch-size", default=None, type=click.IntRange(min=1))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (default: RUN/evaluation).")
+@click.option("--strategy", "strategy_name", default="auto", show_default=True,
+              type=click.Choice(["auto", "one", "mirrored"]),
+              help="tf.distribute strategy on this machine: auto (mirrored with several "
+                   "GPUs, else one device), one, mirrored (each batch split between the "
+                   "GPUs; --batch-size is per GPU). The scores are the one-device scores.")
 def evaluate(run_dir: Path, split: str, resolutions: tuple[str, ...], multi_scale: bool,
              flip: bool, hardest: int, data_source: Path | None, batch_size: int | None,
-             out_dir: Path | None) -> None:
+             out_dir: Path | None, strategy_name: str) -> None:
     """Scores of a run's best model: printed, and as JSON, CSV and pictures."""
+    from pixelwise.distribute import make_strategy
     from pixelwise.evaluate import RESOLUTIONS, evaluate_run
 
     chosen = []
@@ -358,9 +364,10 @@ def evaluate(run_dir: Path, split: str, resolutions: tuple[str, ...], multi_scal
             if item not in chosen:
                 chosen.append(item)
     try:
+        strategy = make_strategy(strategy_name, one_machine=True)
         evaluate_run(run_dir, split=split, resolutions=chosen, multi_scale=multi_scale,
                      flip=flip, hardest=hardest, data=data_source, batch_size=batch_size,
-                     out_dir=out_dir, echo=click.echo)
+                     out_dir=out_dir, echo=click.echo, strategy=strategy)
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from error
 

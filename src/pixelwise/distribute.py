@@ -74,7 +74,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
@@ -148,14 +148,16 @@ def local_gpus() -> list[str]:
     return [device.name for device in tf.config.list_physical_devices("GPU")]
 
 
-def make_strategy(name: str = "auto", *,
-                  devices: Sequence[str] | None = None) -> tf.distribute.Strategy:
+def make_strategy(name: str = "auto", *, devices: Sequence[str] | None = None,
+                  one_machine: bool = False) -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy ``name`` (see the module docstring).
 
     Args:
         name: "auto", "one", "mirrored" or "multiworker".
         devices: local devices to use, e.g. ``["/gpu:0", "/gpu:1"]`` (one: a single device;
             mirrored: its replicas; multiworker takes every local GPU and refuses a list).
+        one_machine: for jobs that run on this machine only (``pixelwise evaluate``):
+            "auto" ignores ``TF_CONFIG`` and "multiworker" is refused.
 
     Call it first: logical devices and the multi-worker runtime must be set up before
     TensorFlow runs anything.
@@ -165,8 +167,11 @@ def make_strategy(name: str = "auto", *,
     devices = list(devices) if devices is not None else None
     if devices is not None and not devices:
         raise ValueError("devices is an empty list; leave it None to use the visible devices")
+    if name == "multiworker" and one_machine:
+        raise ValueError("strategy 'multiworker' is for training; this runs on one machine: "
+                         "choose auto, one or mirrored")
     if name == "auto":
-        tf_config = read_tf_config()
+        tf_config = None if one_machine else read_tf_config()
         if cluster_size(tf_config) > 1 and devices is None:
             name = "multiworker"
         elif len(devices if devices is not None else local_gpus()) > 1:
@@ -262,6 +267,13 @@ def worker_index(strategy: tf.distribute.Strategy) -> int:
         return 0
     cluster = strategy.cluster_resolver.cluster_spec().as_dict()
     return len(cluster.get("chief", [])) + int(task_id)
+
+
+def is_default(strategy: tf.distribute.Strategy | None) -> bool:
+    """Whether ``strategy`` is None or TensorFlow's default strategy (no distribution), as
+    ``make_strategy("auto")`` returns it on a machine with one device."""
+    return strategy is None or (strategy is tf.distribute.get_strategy()
+                                and not tf.distribute.has_strategy())
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -389,6 +401,35 @@ def distributed_confusion_matrix(model_path: str | Path, dataset: tf.data.Datase
     return metric.matrix
 
 
+def replica_predictor(strategy: tf.distribute.Strategy,
+                      function: Callable) -> Callable[[np.ndarray], np.ndarray]:
+    """``function`` (a batch of images -> a batch of outputs, written with ``keras.ops``
+    over a model created in ``strategy.scope()``) as a NumPy function that runs on the
+    replicas of ``strategy``.
+
+    Each batch is split evenly between the replicas, in order; a batch that does not
+    divide evenly is padded with black images, whose outputs are dropped (no replica gets
+    an empty share: see ``pad_batches``). The outputs come back as one NumPy batch in the
+    order of the images, so whatever is computed from them is what one device gives.
+    """
+    step = tf.function(function, reduce_retracing=True)
+    replicas = strategy.num_replicas_in_sync
+
+    def predict(images) -> np.ndarray:
+        images = np.asarray(images, dtype=np.float32)
+        count = len(images)
+        share = max(1, -(-count // replicas))
+        padded = np.zeros((share * replicas, *images.shape[1:]), dtype=np.float32)
+        padded[:count] = images
+        shares = np.split(padded, replicas)
+        per_replica = strategy.experimental_distribute_values_from_function(
+            lambda context: tf.constant(shares[context.replica_id_in_sync_group]))
+        outputs = strategy.experimental_local_results(strategy.run(step, args=(per_replica,)))
+        return np.concatenate([np.asarray(output) for output in outputs])[:count]
+
+    return predict
+
+
 # --------------------------------------------------------------------------- workers
 
 
@@ -459,7 +500,7 @@ def agreed_saved_epochs(strategy: tf.distribute.Strategy, saved: int, fallback: 
 __all__ = ["MultiWorkerMirroredStrategy", "NO_RUN", "STRATEGY_NAMES", "TF_CONFIG_VARIABLE",
            "agreed_saved_epochs", "auto_shard_policy", "cluster_size", "common_saved_epochs",
            "describe", "distributed_confusion_matrix", "gather_from_workers",
-           "global_batch_size", "is_chief", "local_gpus", "make_strategy",
-           "num_workers", "pad_batches", "read_tf_config",
+           "global_batch_size", "is_chief", "is_default", "local_gpus", "make_strategy",
+           "num_workers", "pad_batches", "read_tf_config", "replica_predictor",
            "scaled_learning_rate", "synchronize_batch_norm", "task_of", "with_shard_policy",
            "worker_backup_dir", "worker_files_source", "worker_index"]

@@ -13,6 +13,13 @@ Optionally, multi-scale and flip inference: the softmax probabilities are averag
 the scales (each resized to a multiple of the stride, the logits resized back) and, with
 ``flip``, over the horizontally mirrored images too.
 
+Under a ``tf.distribute`` strategy (``strategy=``, ``pixelwise evaluate --strategy``) the
+model is loaded in its scope and each batch of ``batch_size x replicas`` images is split
+between the replicas; the probabilities come back to this process in order, and the
+confusion matrix, the hardest images and everything else are computed from them exactly
+as on one device (``pixelwise.distribute.replica_predictor``). Multi-scale and flip
+inference run on the replicas too.
+
 For each protocol the run folder gets ``evaluation/SPLIT-PROTOCOL[-ms][-flip]/`` with
 ``metrics.json`` (scores, per-class table, confusion matrix, baseline, hardest images,
 warnings), ``per_class.csv``, ``confusion.png`` and ``hardest.png`` (the ``hardest``
@@ -27,6 +34,7 @@ probably collapsed to background.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import heapq
 import io
@@ -34,6 +42,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -46,6 +55,9 @@ from pixelwise.losses import build_loss, per_image_loss
 from pixelwise.metrics import ConfusionMatrix, scores
 from pixelwise.runs import EVALUATION_DIR, RunFolder, load_run, write_atomically, write_json_atomically
 from pixelwise.visualize import PredictionRow, prediction_grid_figure, save_figure
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 RESOLUTIONS = ("resized", "original")
 MULTI_SCALES = (0.75, 1.0, 1.25)
@@ -184,6 +196,15 @@ def predict_probabilities(model: keras.Model, images, *, input_multiple: int,
     At each scale the images are resized to the nearest multiple of ``input_multiple``
     and the logits resized back (bilinear).
     """
+    probabilities = average_probabilities(model, images, input_multiple=input_multiple,
+                                          scales=scales, flip=flip)
+    return np.asarray(ops.convert_to_numpy(probabilities), dtype=np.float32)
+
+
+def average_probabilities(model: keras.Model, images, *, input_multiple: int,
+                          scales: Sequence[float] = (1.0,), flip: bool = False):
+    """``predict_probabilities`` as a tensor, in ``keras.ops`` only (so it also runs
+    inside a compiled function on each replica of a strategy)."""
     images = ops.convert_to_tensor(images, dtype="float32")
     height, width = int(images.shape[1]), int(images.shape[2])
     total = None
@@ -202,7 +223,7 @@ def predict_probabilities(model: keras.Model, images, *, input_multiple: int,
             probabilities = ops.softmax(logits, axis=-1)
             total = probabilities if total is None else total + probabilities
             count += 1
-    return np.asarray(ops.convert_to_numpy(total / count), dtype=np.float32)
+    return total / count
 
 
 def _labelled_extent(label_map: np.ndarray, ignore_label: int) -> tuple[int, int]:
@@ -218,17 +239,30 @@ def _labelled_extent(label_map: np.ndarray, ignore_label: int) -> tuple[int, int
 def evaluate_model(model: keras.Model, spec: DatasetSpec, batches: Iterable, *, split: str,
                    resolution: str, input_multiple: int, scales: Sequence[float] = (1.0,),
                    flip: bool = False, hardest: int = 0, num_batches: int | None = None,
-                   progress: bool = False) -> Evaluation:
+                   progress: bool = False,
+                   strategy: tf.distribute.Strategy | None = None) -> Evaluation:
     """Accumulate the confusion matrix of ``model`` over ``batches`` of
-    ``(images, labels, names)``; keep the ``hardest`` images by per-image cross-entropy."""
+    ``(images, labels, names)``; keep the ``hardest`` images by per-image cross-entropy.
+
+    With a ``strategy`` (``model`` created in its scope) each batch is split between its
+    replicas (see the module docstring); None or the default strategy: one device.
+    """
+    from pixelwise import distribute
+
+    if distribute.is_default(strategy):
+        def infer(images) -> np.ndarray:
+            return predict_probabilities(model, images, input_multiple=input_multiple,
+                                         scales=scales, flip=flip)
+    else:
+        infer = distribute.replica_predictor(strategy, lambda images: average_probabilities(
+            model, images, input_multiple=input_multiple, scales=scales, flip=flip))
     confusion = ConfusionMatrix(spec.num_classes, spec.ignore_label)
     cross_entropy = build_loss("ce", num_classes=spec.num_classes, ignore_label=spec.ignore_label)
     kept: list[tuple[float, int, PredictionRow]] = []  # a min-heap of the worst so far
     num_images = 0
     for images, labels, names in tqdm(batches, total=num_batches, unit="batch",
                                       desc=f"evaluate {split}", disable=not progress):
-        probabilities = predict_probabilities(model, images, input_multiple=input_multiple,
-                                              scales=scales, flip=flip)
+        probabilities = infer(images)
         labels = np.asarray(labels)
         names = np.asarray(names)
         predictions = np.argmax(probabilities, axis=-1).astype(np.uint8)
@@ -332,7 +366,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test",
                  resolutions: Sequence[str] = ("resized",), multi_scale: bool = False,
                  flip: bool = False, hardest: int = 8, data: str | Path | None = None,
                  batch_size: int | None = None, out_dir: str | Path | None = None,
-                 echo: Callable[[str], None] = print, progress: bool = True) -> list[Evaluation]:
+                 echo: Callable[[str], None] = print, progress: bool = True,
+                 strategy: tf.distribute.Strategy | None = None) -> list[Evaluation]:
     """Evaluate the best model of a run on ``split`` under each of ``resolutions``.
 
     Args:
@@ -343,22 +378,32 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test",
         flip: average over horizontal flips too.
         hardest: how many of the hardest images to draw (0: none).
         data: another dataset (folder or records) with the same classes.
-        batch_size: images per batch (default: the run's training batch size).
+        batch_size: images per batch on each replica (default: the run's training batch
+            size); a batch holds ``batch_size x replicas`` images.
         out_dir: where the results go (default: RUN/evaluation).
         echo: where the tables go.
         progress: show a progress bar.
+        strategy: a ``tf.distribute`` strategy of this machine, from
+            ``pixelwise.distribute.make_strategy(..., one_machine=True)`` ("one" or
+            "mirrored"); None: one device. The scores are the one-device scores.
 
     Prints each table, writes the files listed in the module docstring, and returns the
     evaluations.
     """
+    from pixelwise import distribute
     from pixelwise.data.pipeline import make_dataset, open_source
 
     for resolution in resolutions:
         if resolution not in RESOLUTIONS:
             raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}, "
                              f"got {resolution!r}")
+    distributed = not distribute.is_default(strategy)
+    if distributed and distribute.num_workers(strategy) > 1:
+        raise ValueError(f"evaluation runs on one machine; {distribute.describe(strategy)} "
+                         f"spans several: use make_strategy('mirrored') there")
     folder = RunFolder(Path(run_dir))
-    model, spec, config = load_run(folder.root)
+    with strategy.scope() if distributed else contextlib.nullcontext():
+        model, spec, config = load_run(folder.root)
     source = open_source(data or config.data.source)
     if source.spec.class_names != spec.class_names:
         raise ValueError(f"{data or config.data.source}: its classes "
@@ -366,7 +411,10 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test",
                          f"({', '.join(spec.class_names)})")
     out_root = Path(out_dir) if out_dir is not None else folder.root / EVALUATION_DIR
     scales = MULTI_SCALES if multi_scale else (1.0,)
-    batch_size = batch_size or config.train.batch_size
+    replicas = strategy.num_replicas_in_sync if distributed else 1
+    batch_size = distribute.global_batch_size(batch_size or config.train.batch_size, replicas)
+    if distributed:
+        echo(distribute.describe(strategy) + f"; global batch {batch_size}")
     num_examples = source.num_examples(split, config.data.split_seed)
     evaluations = []
     for resolution in resolutions:
@@ -379,7 +427,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test",
             model, spec, batches, split=split, resolution=resolution,
             input_multiple=config.model.input_multiple, scales=scales, flip=flip,
             hardest=hardest, num_batches=None if resolution == "original" else
-            -(-num_examples // batch_size), progress=progress)
+            -(-num_examples // batch_size), progress=progress,
+            strategy=strategy if distributed else None)
         written = write_evaluation(evaluation, spec, out_root / evaluation.name, extra={
             "run": str(folder.root), "model": str(folder.best_model_path),
             "data": str(data or config.data.source)})
@@ -398,6 +447,7 @@ def read_metrics(path: str | Path) -> dict:
         raise ValueError(f"{path}: cannot read the metrics: {error}") from error
 
 
-__all__ = ["COLLAPSE_MARGIN", "Evaluation", "MULTI_SCALES", "RESOLUTIONS", "class_baseline",
+__all__ = ["COLLAPSE_MARGIN", "Evaluation", "MULTI_SCALES", "RESOLUTIONS",
+           "average_probabilities", "class_baseline",
            "collapse_warning", "confusion_figure", "evaluate_model", "evaluate_run",
            "predict_probabilities", "read_metrics", "write_evaluation"]
