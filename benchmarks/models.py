@@ -110,10 +110,15 @@ def markdown(results: dict[str, dict], found: dict[str, float], command: str) ->
                  for threads, latency in fused["tflite_latency_ms"].items()]
         if fused.get("flop_rate"):
             extra.append(f"float32 matmul {fused['flop_rate'] / 1e9:.1f} GFLOP/s")
-            extra += [f"{name} at {value:.1%} of the limit"
-                      for name, value in fused["fraction_of_limit"].items()]
+            executed = fused.get("fraction_of_executed_limit", {})
+            extra += [f"{name} at {value:.1%} of the limit" + (
+                f" ({executed[name]:.1%} for the executed multiply-adds)" if name in executed
+                else "") for name, value in fused["fraction_of_limit"].items()]
         extra.append(f"{fused['parameters']:,} parameters, "
                      f"{fused['multiply_adds'] / 1e9:.1f} G multiply-adds per image")
+        if fused.get("executed_multiply_adds") not in (None, fused["multiply_adds"]):
+            extra[-1] += (f" ({fused['executed_multiply_adds'] / 1e9:.1f} G executed: the "
+                          "atrous convolutions skip the taps that only read padding)")
         lines += ["", "; ".join(extra) + "."]
     if found:
         lines += ["", "| ratio | value |", "| --- | --- |"]

@@ -6,6 +6,7 @@ from click.testing import CliRunner
 
 from pixelwise.cli import cli
 from pixelwise.models import build_model, count_multiply_adds, measure_model
+from pixelwise.models.layers import AtrousConv2D
 
 
 def _tiny_model() -> keras.Model:
@@ -31,6 +32,17 @@ TINY_MULTIPLY_ADDS = 8_640 + 1_440 + 3_840 + 6_720 + 35
 
 def test_count_multiply_adds_by_hand():
     assert count_multiply_adds(_tiny_model(), (8, 10)) == TINY_MULTIPLY_ADDS
+
+
+def test_executed_multiply_adds_skip_the_atrous_taps_that_read_only_padding():
+    image = keras.Input((None, None, 2))
+    model = keras.Model(image, AtrousConv2D(3, 3, padding="same", dilation_rate=4)(image))
+    # On 8 x 8, rate 4: per axis the taps at -4 / 0 / +4 reach 4 / 8 / 4 of the outputs,
+    # so 16 x 16 tap-positions are multiplied instead of 8*8 positions x 9 taps.
+    assert count_multiply_adds(model, 8) == 8 * 8 * 9 * 2 * 3
+    assert count_multiply_adds(model, 8, executed=True) == 16 * 16 * 2 * 3
+    # Undilated layers and other models count the same either way.
+    assert count_multiply_adds(_tiny_model(), (8, 10), executed=True) == TINY_MULTIPLY_ADDS
 
 
 def test_count_multiply_adds_walks_nested_models():

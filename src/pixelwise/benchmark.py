@@ -14,7 +14,10 @@ For one model (name, backbone, output stride, input size), in one process:
 - the machine's limit: the float32 FLOP rate TensorFlow reaches on a large matrix product,
   and every throughput also as a fraction of what that rate would allow for this model
   (inference: 2 FLOPs per multiply-add; training: 3 x that, for the forward pass and the
-  two products of the backward pass).
+  two products of the backward pass). The model's nominal multiply-adds are the
+  architecture's; the atrous convolutions skip the taps that only read zero padding, so
+  the fraction is also given for the multiply-adds actually executed (``executed=True``),
+  the stricter measure of how close the kernels come to the machine.
 
 ``precision="mixed_bfloat16"`` builds and runs the model under Keras's mixed policy
 (bfloat16 compute, float32 variables; the logits stay float32).
@@ -317,6 +320,9 @@ class BenchmarkResult:
     tflite_latency_ms: dict[str, float] = field(default_factory=dict)
     flop_rate: float | None = None
     fraction_of_limit: dict[str, float] = field(default_factory=dict)
+    # The same against the multiply-adds the layers execute (atrous taps into padding skipped).
+    executed_multiply_adds: int | None = None
+    fraction_of_executed_limit: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -330,7 +336,9 @@ class BenchmarkResult:
             f"(output stride {settings['output_stride'] or 'default'}), {height}x{width}, "
             f"{settings['precision']}, fused BN {settings['fused_batchnorm']}",
             f"parameters         {self.parameters:,}",
-            f"multiply-adds      {self.multiply_adds / 1e9:.2f} G per image",
+            f"multiply-adds      {self.multiply_adds / 1e9:.2f} G per image"
+            + (f" ({self.executed_multiply_adds / 1e9:.2f} G executed)"
+               if self.executed_multiply_adds not in (None, self.multiply_adds) else ""),
             f"inference          {self.inference['latency_ms']:.1f} ms at batch 1, "
             f"{self.inference['images_per_second']:.2f} images/s at batch "
             f"{settings['batch_size']}",
@@ -346,7 +354,9 @@ class BenchmarkResult:
                      f"inference, {self.memory_mb['after_training']:.0f} MB after training")
         if self.flop_rate:
             lines.append(f"float32 FLOP rate  {self.flop_rate / 1e9:.1f} GFLOP/s (large matmul)")
-            lines.extend(f"  {name:<17}{fraction:.1%} of the limit"
+            lines.extend(f"  {name:<17}{fraction:.1%} of the limit" + (
+                f" ({self.fraction_of_executed_limit[name]:.1%} of it for the executed "
+                "multiply-adds)" if name in self.fraction_of_executed_limit else "")
                          for name, fraction in self.fraction_of_limit.items())
         return lines
 
@@ -374,6 +384,7 @@ def run_benchmark(settings: BenchmarkSettings,
         echo("building the model")
         model = build_benchmark_model(settings)
         multiply_adds = count_multiply_adds(model, settings.input_size)
+        executed_multiply_adds = count_multiply_adds(model, settings.input_size, executed=True)
         echo("inference")
         inference = time_inference(model, settings, jit_compile=False)
         xla = None
@@ -394,7 +405,7 @@ def run_benchmark(settings: BenchmarkSettings,
                 for threads in settings.tflite_threads:
                     echo(f"TFLite, {threads} thread(s)")
                     tflite[str(threads)] = time_tflite(model_path, settings, threads)
-    flop_rate, fractions = None, {}
+    flop_rate, fractions, executed_fractions = None, {}, {}
     if settings.matmul_size:
         echo("float32 FLOP rate")
         flop_rate = reachable_flop_rate(settings.matmul_size)
@@ -403,6 +414,9 @@ def run_benchmark(settings: BenchmarkSettings,
         if xla:
             throughputs["inference_xla"] = (xla["images_per_second"], "inference")
         fractions = fractions_of_limit(flop_rate, multiply_adds, throughputs)
+        if executed_multiply_adds != multiply_adds:
+            executed_fractions = fractions_of_limit(flop_rate, executed_multiply_adds,
+                                                    throughputs)
     environment = {
         "cpu": cpu_name(), "cpu_count": os.cpu_count(), "tensorflow": tf.__version__,
         "keras": keras.__version__, "python": platform.python_version(),
@@ -415,6 +429,8 @@ def run_benchmark(settings: BenchmarkSettings,
         multiply_adds=multiply_adds, inference=inference, training=training,
         memory_mb={"after_inference": after_inference, "after_training": after_training},
         xla_inference=xla, tflite_latency_ms=tflite, flop_rate=flop_rate,
+        executed_multiply_adds=executed_multiply_adds,
+        fraction_of_executed_limit=executed_fractions,
         fraction_of_limit=fractions)
 
 
@@ -449,6 +465,8 @@ def result_markdown(result: BenchmarkResult, command: str) -> str:
     height, width = settings["input_size"]
     rows = [("parameters", f"{result.parameters:,}"),
             ("multiply-adds / image", f"{result.multiply_adds / 1e9:.2f} G"),
+            ("executed multiply-adds / image",
+             f"{(result.executed_multiply_adds or result.multiply_adds) / 1e9:.2f} G"),
             ("inference latency, batch 1", f"{result.inference['latency_ms']:.1f} ms"),
             (f"inference, batch {settings['batch_size']}",
              f"{result.inference['images_per_second']:.2f} images/s")]
@@ -467,6 +485,8 @@ def result_markdown(result: BenchmarkResult, command: str) -> str:
         rows.append(("float32 matmul FLOP rate", f"{result.flop_rate / 1e9:.1f} GFLOP/s"))
         rows += [(f"{name}: fraction of the limit", f"{fraction:.1%}")
                  for name, fraction in result.fraction_of_limit.items()]
+        rows += [(f"{name}: fraction of the limit, executed multiply-adds", f"{fraction:.1%}")
+                 for name, fraction in result.fraction_of_executed_limit.items()]
     environment = result.environment
     header = (f"**{settings['model']} / {settings['backbone']}**, {height}x{width}, "
               f"{settings['precision']}, fused BN {settings['fused_batchnorm']} — "

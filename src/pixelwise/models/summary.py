@@ -13,6 +13,11 @@ multiply-accumulate, ``a += w * x``, counts once; dilation does not change the c
 
 Not counted: bias additions, batch normalisation, activations, pooling, resizing,
 element-wise additions and concatenation (all small beside the convolutions).
+
+With ``executed=True`` the count is the work these models' own layers do instead: an
+:class:`~pixelwise.models.layers.AtrousConv2D` with 'same' padding multiplies only the
+taps that reach the input (``tapwise_multiply_adds``), skipping those that would only read
+zero padding, which at DeepLab's ASPP rates is much of the nominal count.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import keras
+
+from pixelwise.models.atrous import tapwise_multiply_adds
+from pixelwise.models.layers import AtrousConv2D
 
 TRANSPOSED_CONVOLUTIONS = (
     keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
@@ -37,8 +45,15 @@ def _positions(shape: Sequence[int | None]) -> int:
 
 
 def layer_multiply_adds(layer: keras.layers.Layer, input_shape: Sequence[int],
-                        output_shape: Sequence[int]) -> int:
-    """Multiply-adds of one call of ``layer`` on a batch of one (0 for uncounted layers)."""
+                        output_shape: Sequence[int], *, executed: bool = False) -> int:
+    """Multiply-adds of one call of ``layer`` on a batch of one (0 for uncounted layers);
+    ``executed``: the taps an AtrousConv2D multiplies rather than the nominal count."""
+    if (executed and isinstance(layer, AtrousConv2D) and layer.padding == "same"
+            and tuple(layer.dilation_rate) != (1, 1)):
+        kernel_height, kernel_width, inputs, filters = layer.kernel.shape
+        taps = tapwise_multiply_adds(int(output_shape[1]), int(output_shape[2]),
+                                     (kernel_height, kernel_width), layer.dilation_rate)
+        return taps * inputs * filters
     if isinstance(layer, TRANSPOSED_CONVOLUTIONS):
         return _positions(input_shape) * math.prod(layer.kernel.shape)
     if isinstance(layer, SEPARABLE_CONVOLUTIONS):
@@ -59,7 +74,7 @@ def _input_size_pair(input_size: int | Sequence[int]) -> tuple[int, int]:
     return int(input_size[0]), int(input_size[1])
 
 
-def _walk(model: keras.Model, inputs) -> tuple[object, int]:
+def _walk(model: keras.Model, inputs, executed: bool = False) -> tuple[object, int]:
     """Trace ``model``'s graph on symbolic ``inputs``, summing every layer's multiply-adds.
 
     Uses Keras's graph runner (``Functional._run_through_graph``, what Keras itself uses to
@@ -74,13 +89,14 @@ def _walk(model: keras.Model, inputs) -> tuple[object, int]:
             nonlocal total
             inner = getattr(operation, "_functional", operation)  # a Sequential's graph
             if isinstance(inner, keras.Model) and hasattr(inner, "_run_through_graph"):
-                outputs, inner_total = _walk(inner, args[0])
+                outputs, inner_total = _walk(inner, args[0], executed)
                 total += inner_total
                 return outputs
             outputs = operation.compute_output_spec(*args, **kwargs)
             tensors = keras.tree.flatten(args)
             if tensors and isinstance(outputs, keras.KerasTensor):
-                total += layer_multiply_adds(operation, tensors[0].shape, outputs.shape)
+                total += layer_multiply_adds(operation, tensors[0].shape, outputs.shape,
+                                             executed=executed)
             return outputs
 
         return shape_only_call
@@ -89,8 +105,10 @@ def _walk(model: keras.Model, inputs) -> tuple[object, int]:
     return outputs, total
 
 
-def count_multiply_adds(model: keras.Model, input_size: int | Sequence[int]) -> int:
-    """Multiply-adds of ``model`` for one image of ``input_size`` (``S`` or ``(H, W)``).
+def count_multiply_adds(model: keras.Model, input_size: int | Sequence[int], *,
+                        executed: bool = False) -> int:
+    """Multiply-adds of ``model`` for one image of ``input_size`` (``S`` or ``(H, W)``);
+    with ``executed``, those its layers actually do (see the module docstring).
 
     ``model`` is a functional Keras model with one image input [B, H, W, C]; the count
     follows the rules in this module's docstring. Works for models built with unknown H, W.
@@ -113,7 +131,7 @@ def count_multiply_adds(model: keras.Model, input_size: int | Sequence[int]) -> 
                 f"{model.name} was built for {built_height}x{built_width} inputs, "
                 f"not {height}x{width}; rebuild it with input_shape=(None, None, {channels})")
     image = keras.KerasTensor((1, height, width, channels), dtype=model_input.dtype)
-    _, total = _walk(model, [image])
+    _, total = _walk(model, [image], executed)
     return total
 
 
