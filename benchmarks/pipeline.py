@@ -1,11 +1,14 @@
 """Input pipeline throughput: the textbook's tf.data pipeline against pixelwise's.
 
-    python benchmarks/pipeline.py                  # 400 images, 1 and 2 cores
-    python benchmarks/pipeline.py --images 16 --out /tmp/RESULTS.md   # a quick check
+    python benchmarks/pipeline.py                  # 400 pairs, epochs of 1464, 1 and 2 cores
+    python benchmarks/pipeline.py --images 16 --epoch-images 32 --rounds 1 \
+        --out /tmp/RESULTS.md                      # a quick check
 
 Generates VOC-sized data in a temporary folder (500x375 JPEGs with photo-like texture and
-palette PNG annotations with VOC's 21 classes and 255 boundaries), prepares it as records,
-then measures training batches (384x384 crops, every augmentation) per second for
+palette PNG annotations with VOC's 21 classes and 255 boundaries), listed in turn up to an
+epoch of VOC 2012 train's size (passes of a few hundred images measured mostly tf.data's
+start-up on 2 cores), prepares it as records, then measures training batches (384x384
+crops, every augmentation) per second for
 
 - textbook: the pipeline as the chapter has it: file names from a Python generator,
   JPEG decoded by TF, the annotation loaded with PIL through ``tf.numpy_function``,
@@ -16,9 +19,9 @@ each on a first pass (no tf.data cache; one warm-up pass before, so both read fi
 the page cache and pay no tracing) and, for the cached variants, a pass served from the
 in-memory cache. Each figure is the median of ``--rounds`` passes, the pipelines taking
 turns, so that a passing disturbance does not fall on one of them; the CPU time per image
-(all threads of the process) is reported beside it. Each core count runs in its own process pinned with
-``os.sched_setaffinity`` before TensorFlow is imported, so TensorFlow sizes its thread
-pools to the cores it may use. Figures and ratios go to ``--out`` (benchmarks/RESULTS.md).
+(all threads of the process) is reported beside it. Each core count runs in its own
+process pinned with ``os.sched_setaffinity`` before TensorFlow is imported, so TensorFlow
+sizes its thread pools to the cores it may use. Figures and ratios go to ``--out`` (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 IMAGE_SIZE = (375, 500)  # height, width
+VOC_TRAIN_IMAGES = 1464
 GOAL_VS_TEXTBOOK = 1.5
 GOAL_SCALING = 1.7
 
@@ -45,8 +49,11 @@ GOAL_SCALING = 1.7
 # --------------------------------------------------------------------------- data
 
 
-def make_voc_sized_data(root: Path, count: int, seed: int = 0) -> Path:
-    """``count`` VOC-sized pairs in the VOC layout under ``root``; a train.txt lists them."""
+def make_voc_sized_data(root: Path, count: int, seed: int = 0,
+                        epoch_images: int | None = None) -> Path:
+    """``count`` VOC-sized pairs in the VOC layout under ``root``; a train.txt lists them,
+    and with ``epoch_images`` > ``count`` as many names, the later ones symbolic links to
+    the ``count`` generated files in turn (an epoch of that size, without generating it)."""
     from PIL import Image, ImageDraw, ImageFilter
 
     from pixelwise.data.palette import write_label
@@ -72,6 +79,11 @@ def make_voc_sized_data(root: Path, count: int, seed: int = 0) -> Path:
         Image.fromarray(pixels).filter(ImageFilter.SMOOTH).save(
             root / "JPEGImages" / f"{name}.jpg", quality=90)
         write_label(root / "SegmentationClass" / f"{name}.png", np.asarray(label_image))
+    for index in range(count, epoch_images or count):
+        name, original = f"bench_{index:05d}", names[index % count]
+        (root / "JPEGImages" / f"{name}.jpg").symlink_to(f"{original}.jpg")
+        (root / "SegmentationClass" / f"{name}.png").symlink_to(f"{original}.png")
+        names.append(name)
     (root / "ImageSets/Segmentation/train.txt").write_text("\n".join(names) + "\n")
     return root
 
@@ -230,12 +242,15 @@ def write_report(path: Path, arguments: argparse.Namespace, by_cores: dict[int, 
         "## Input pipeline throughput",
         "",
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python benchmarks/"
-        f"pipeline.py --images {arguments.images} --batch-size {arguments.batch_size} "
+        f"pipeline.py --images {arguments.images} --epoch-images {arguments.epoch_images} "
+        f"--batch-size {arguments.batch_size} "
         f"--crop {arguments.crop} --rounds {arguments.rounds}` on "
         f"{platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} logical CPUs ({cpu_name()}).",
         "",
-        f"{arguments.images} VOC-sized pairs (500x375 JPEG + palette PNG), "
+        f"{arguments.images} VOC-sized pairs (500x375 JPEG + palette PNG) read as an epoch of "
+        f"{arguments.epoch_images} images (VOC 2012 train's size; the pairs in turn, every "
+        "one decoded each time), "
         f"{arguments.crop}x{arguments.crop} training crops with every augmentation "
         f"(crop-or-resize, flip, hue, brightness, contrast), batches of {arguments.batch_size}. "
         f"Images per second: the median of {arguments.rounds} passes, the pipelines taking "
@@ -281,6 +296,9 @@ def write_report(path: Path, arguments: argparse.Namespace, by_cores: dict[int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=400, help="Pairs to generate.")
+    parser.add_argument("--epoch-images", type=int, default=VOC_TRAIN_IMAGES,
+                        help="Images per pass (default: VOC 2012 train's 1,464): short "
+                        "passes are dominated by tf.data's start-up on several cores.")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop", type=int, default=384, help="Training crop side.")
     parser.add_argument("--rounds", type=int, default=3,
@@ -301,7 +319,8 @@ def main() -> None:
         raise SystemExit(f"--cores asks for {core_counts[-1]} cores; this process may use "
                          f"{available}")
     with tempfile.TemporaryDirectory(prefix="pixelwise-bench-") as scratch:
-        folder = make_voc_sized_data(Path(scratch) / "voc", arguments.images)
+        folder = make_voc_sized_data(Path(scratch) / "voc", arguments.images,
+                                     epoch_images=max(arguments.epoch_images, arguments.images))
         records = Path(scratch) / "records"
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from pixelwise.data.records import prepare_records
