@@ -215,6 +215,20 @@ def test_same_seed_same_batches_new_augmentation_each_epoch(voc_root):
     assert not all(np.array_equal(a[0], b[0]) for a, b in zip(epoch_one, other_seed))
 
 
+def test_autotune_is_off_unless_asked_and_changes_no_value(voc_root):
+    def build(autotune):
+        return make_dataset(voc_root, "train", batch_size=2, input_size=48, training=True,
+                            seed=5, with_names=True, autotune=autotune)
+
+    default, tuned = make_dataset(voc_root, "val", batch_size=2, input_size=48,
+                                  training=False), build(True)
+    assert default.options().autotune.enabled is False
+    assert tuned.options().autotune.enabled is True
+    for batch_off, batch_on in zip(batches(build(False)), batches(tuned), strict=True):
+        for part_off, part_on in zip(batch_off, batch_on):
+            assert np.array_equal(part_off, part_on)
+
+
 def test_training_without_augmentation_is_the_evaluation_resize(voc_root):
     settings = dict(batch_size=2, input_size=(40, 56), with_names=True, drop_remainder=False)
     trained = make_dataset(voc_root, "train", training=True, augment="none", **settings)

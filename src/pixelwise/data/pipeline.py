@@ -532,7 +532,7 @@ def make_dataset(source: str | Path | DataSource, split: str, *, batch_size: int
                  output_stride: int = 16, cache: str | Path | None = None,
                  shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
                  split_seed: int = DEFAULT_SPLIT_SEED, drop_remainder: bool | None = None,
-                 with_names: bool = False) -> tf.data.Dataset:
+                 with_names: bool = False, autotune: bool = False) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``(images, labels)`` (``(images, labels, names)`` with
     ``with_names``): images float32 RGB [B, H, W, 3] in 0..255 (the model applies its
     backbone's preprocessing), labels uint8 [B, H, W] with the ignore label kept.
@@ -564,6 +564,10 @@ def make_dataset(source: str | Path | DataSource, split: str, *, batch_size: int
         drop_remainder: drop a last, smaller batch (default: when training), which makes the
             batch size static.
         with_names: add the image names (string [B]) as a third element.
+        autotune: let tf.data's autotuner set the parallelism and buffer sizes. Off by
+            default: on this project's 2-core machine it left the cores idle 40% of the
+            time in about half the passes (benchmarks/RESULTS.md); off, every AUTOTUNE
+            value is the smaller of 16 and the cores the process may use.
 
     No ``repeat``: Keras iterates once per epoch, and each iteration reshuffles and draws
     new augmentations.
@@ -636,7 +640,9 @@ def make_dataset(source: str | Path | DataSource, split: str, *, batch_size: int
         labels = tf.ensure_shape(batch["label"], [batch_dim, height, width])
         return (images, labels, batch["name"]) if with_names else (images, labels)
 
-    return batches.map(finish).prefetch(AUTOTUNE)
+    options = tf.data.Options()
+    options.autotune.enabled = autotune
+    return batches.map(finish).prefetch(AUTOTUNE).with_options(options)
 
 
 def _random_values(seed: int) -> tf.data.Dataset:
