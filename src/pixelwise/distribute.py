@@ -83,6 +83,7 @@ import tensorflow as tf
 
 from pixelwise.config import LR_SCALINGS
 from pixelwise.data.spec import DatasetSpec
+from pixelwise.models.layers import all_layers
 
 STRATEGY_NAMES = ("auto", "one", "mirrored", "multiworker")
 TF_CONFIG_VARIABLE = "TF_CONFIG"
@@ -370,7 +371,7 @@ def synchronize_batch_norm(model: keras.Model) -> int:
     strategy with several replicas, training-mode statistics are all-reduced over the
     global batch. Call before the first training step; returns the layers changed."""
     changed = 0
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = True
             changed += 1

@@ -427,8 +427,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test",
             model, spec, batches, split=split, resolution=resolution,
             input_multiple=config.model.input_multiple, scales=scales, flip=flip,
             hardest=hardest, num_batches=None if resolution == "original" else
-            -(-num_examples // batch_size), progress=progress,
-            strategy=strategy if distributed else None)
+            -(-num_examples // batch_size), progress=progress, strategy=strategy)
         written = write_evaluation(evaluation, spec, out_root / evaluation.name, extra={
             "run": str(folder.root), "model": str(folder.best_model_path),
             "data": str(data or config.data.source)})

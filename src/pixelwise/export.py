@@ -63,6 +63,7 @@ import numpy as np
 from pixelwise.data.pipeline import MEAN_RGB
 from pixelwise.data.spec import SPEC_FILENAME, DatasetSpec
 from pixelwise.metrics import confusion_matrix, mean_iou
+from pixelwise.models.layers import all_layers
 
 EXPORT_FORMATS = ("saved_model", "tflite")
 QUANTIZATIONS = (None, "float16", "int8")
@@ -105,7 +106,7 @@ def float32_model(model: keras.Model) -> keras.Model:
     the copy is rebuilt from the model's config with every dtype policy set to float32 and
     given the same weights (stored in float32 under mixed precision anyway).
     """
-    policies = {layer.dtype_policy.name for layer in _all_layers(model)}
+    policies = {layer.dtype_policy.name for layer in all_layers(model)}
     if policies <= {"float32"}:
         return model
     clone = type(model).from_config(_float32_config(model.get_config()))
@@ -115,17 +116,8 @@ def float32_model(model: keras.Model) -> keras.Model:
 
 def depthwise_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The model's depthwise convolutions, which XLA compiles badly for CPUs."""
-    return [layer for layer in _all_layers(model)
+    return [layer for layer in all_layers(model)
             if isinstance(layer, keras.layers.DepthwiseConv2D)]
-
-
-def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    layers = []
-    for layer in model.layers:
-        layers.append(layer)
-        if isinstance(layer, keras.Model):
-            layers.extend(_all_layers(layer))
-    return layers
 
 
 def _float32_config(value):
@@ -216,8 +208,9 @@ def export_saved_model(model: keras.Model, spec: DatasetSpec, out_dir: str | Pat
     _check_destination(out_dir, overwrite)
     _check_classes(model, spec)
     model = float32_model(model)
-    if jit_compile and depthwise_layers(model):
-        warnings.warn(f"{model.name}: XLA on a CPU runs its {len(depthwise_layers(model))} "
+    depthwise = depthwise_layers(model) if jit_compile else []
+    if depthwise:
+        warnings.warn(f"{model.name}: XLA on a CPU runs its {len(depthwise)} "
                       "depthwise convolutions ~30x slower than TensorFlow's own kernels (a "
                       "MobileNetV2 DeepLab v3 ran ~7x slower per frame); serve it on CPUs "
                       "from an export without --jit-compile", stacklevel=2)

@@ -48,6 +48,7 @@ from pixelwise.data.spec import DatasetSpec
 from pixelwise.losses import build_loss, median_frequency_weights
 from pixelwise.metrics import MeanAccuracy, MeanIoU, PixelAccuracy
 from pixelwise.models import build_model
+from pixelwise.models.layers import all_layers
 from pixelwise.runs import (
     RunFolder,
     save_model_atomically,
@@ -212,7 +213,7 @@ def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
 def set_batch_norm_momentum(model: keras.Model, momentum: float) -> int:
     """Set ``momentum`` on every BatchNormalization layer (nested models too); the count."""
     changed = 0
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = float(momentum)
             changed += 1

@@ -71,6 +71,12 @@ class ImageNetPreprocessing(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of ``model`` (not the model itself), those of nested models and layers
+    included."""
+    return list(model._flatten_layers(include_self=False, recursive=True))
+
+
 def _bilinear_source_positions(output_size, input_size):
     """Lower and upper source indices and the weight of the upper one, per output index.
 
