@@ -8,8 +8,9 @@ from PIL import Image
 
 from aligned_voc import SPEC, colors_to_labels, interior, make_aligned_voc
 from pixelwise.data.palette import read_label, write_label
-from pixelwise.data.pipeline import (BRIGHTNESS_DELTA, HUE_DELTA, MEAN_RGB, decode_image,
-                                     decode_label, jitter_colors, make_dataset, open_source)
+from pixelwise.data.pipeline import (BRIGHTNESS_DELTA, HUE_DELTA, MEAN_RGB, TEXTBOOK_ENLARGE,
+                                     decode_image, decode_label, jitter_colors, make_dataset,
+                                     open_source, textbook_geometry)
 from pixelwise.data.spec import DatasetSpec
 
 TRAIN_SIZES = [(96, 128), (128, 96), (80, 112), (120, 72), (64, 100), (100, 64)]
@@ -181,6 +182,31 @@ def test_training_labels_match_images_after_augmentation(voc_root, augment):
     assert checked > 0.5 * pixels
     assert disagreeing < 0.015 * pixels, f"{disagreeing / pixels:.1%} of the pixels disagree"
     assert ignored > 0
+
+
+@pytest.mark.parametrize("choice", [0.2, 0.8])  # enlarge and crop / plain resize
+def test_textbook_geometry_shows_one_over_the_enlargement_of_each_side(choice):
+    height, width = 50, 70
+    rows, columns = np.mgrid[:height, :width]
+    image = tf.constant(np.stack([rows, columns, rows], axis=-1).astype(np.uint8))
+    label_map = tf.constant(columns.astype(np.uint8))  # each pixel's column
+    low, high = TEXTBOOK_ENLARGE
+    for scale_draw in (0.0, 0.5, 0.999):
+        scale = low + scale_draw * (high - low) if choice < 0.5 else 1.0
+        for offset_draw in (0.0, 0.999):  # the window at the top left, the bottom right
+            draws = tf.constant([choice, scale_draw, offset_draw, offset_draw])
+            crop, crop_label = (np.asarray(part) for part in
+                                textbook_geometry(image, label_map, (40, 40), draws))
+            assert crop.shape == (40, 40, 3) and crop_label.shape == (40, 40)
+            columns_seen = (crop_label.min(), crop_label.max())
+            assert columns_seen[1] - columns_seen[0] + 1 == round(width / scale)
+            rows_seen = (crop[..., 0].min(), crop[..., 0].max())
+            assert abs(rows_seen[1] - rows_seen[0] + 1 - round(height / scale)) <= 1
+            if offset_draw == 0:
+                assert columns_seen[0] == 0 and rows_seen[0] <= 0.5
+            else:
+                assert columns_seen[1] == width - 1 and rows_seen[1] >= height - 1.5
+            assert np.abs(crop[..., 1] - crop_label).max() <= 1  # image and label agree
 
 
 def test_training_batches_have_static_shapes_dtypes_and_ranges(voc_root):
