@@ -15,13 +15,18 @@ crops, every augmentation) per second for
   crop-or-resize, flip, hue/brightness/contrast, shuffle, batch, prefetch;
 - ours, from the folder and from records (``pixelwise.data.pipeline.make_dataset``),
 
-each on a first pass (no tf.data cache; one warm-up pass before, so both read files from
-the page cache and pay no tracing) and, for the cached variants, a pass served from the
-in-memory cache. Each figure is the median of ``--rounds`` passes, the pipelines taking
-turns, so that a passing disturbance does not fall on one of them; the CPU time per image
-(all threads of the process) is reported beside it. Each core count runs in its own
-process pinned with ``os.sched_setaffinity`` before TensorFlow is imported, so TensorFlow
-sizes its thread pools to the cores it may use. Figures and ratios go to ``--out`` (benchmarks/RESULTS.md).
+each on a first pass (no tf.data cache) and, for the cached variants, a pass served from
+the in-memory cache of decoded examples. One worker process per core count, pinned with
+``os.sched_setaffinity`` before TensorFlow is imported (so TensorFlow sizes its thread
+pools to the cores it may use), builds every pipeline and makes a warm-up pass of each
+(tracing, thread pools, page cache, filling the caches). Then ``--rounds`` rounds time one
+pass of every pipeline on every core count, a pipeline's passes on the core counts back
+to back, only one process running at a time: this machine's speed drifts by half within
+minutes (the host's load), so only passes seconds apart compare well. Figures are the
+median pass with its CPU time per image (all threads); ratios are the median over rounds
+of the ratio within a round. Last, the machine's own scaling is probed with a numpy
+kernel on 1 core and on every core at once, cache-resident and streaming from memory.
+Figures and ratios go to ``--out`` (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ IMAGE_SIZE = (375, 500)  # height, width
 VOC_TRAIN_IMAGES = 1464
 GOAL_VS_TEXTBOOK = 1.5
 GOAL_SCALING = 1.7
+PIPELINES = [("textbook", "folder", "first"), ("ours", "folder", "first"),
+             ("ours", "records", "first"), ("ours", "folder", "cached"),
+             ("ours", "records", "cached")]  # (pipeline, source, pass)
 
 
 # --------------------------------------------------------------------------- data
@@ -166,25 +174,14 @@ def one_pass(dataset) -> dict[str, float]:
     return {"images_per_second": count / wall, "cpu_ms_per_image": 1000 * cpu / count}
 
 
-def median_passes(datasets: dict, rounds: int) -> dict:
-    """Per dataset, the pass with the median throughput over ``rounds`` passes, the
-    datasets taking turns so that a disturbance spreads over all of them (one warm-up pass
-    each before: tracing, thread pools, page cache, filling a cache)."""
-    for dataset in datasets.values():
-        one_pass(dataset)
-    passes = {key: [] for key in datasets}
-    for _ in range(rounds):
-        for key, dataset in datasets.items():
-            passes[key].append(one_pass(dataset))
-    return {key: sorted(runs, key=lambda run: run["images_per_second"])[len(runs) // 2]
-            for key, runs in passes.items()}
-
-
-# --------------------------------------------------------------------------- worker
+# --------------------------------------------------------------------------- workers
 
 
 def run_worker(arguments: argparse.Namespace) -> None:
-    """Measure every variant on the cores given (pinned before TensorFlow loads)."""
+    """A measuring process on the cores given (pinned before TensorFlow loads, so its thread
+    pools follow the affinity): builds every pipeline (PIPELINES), makes one warm-up pass of
+    each (tracing, thread pools, page cache, filling the caches), says "ready", then times
+    one pass of pipeline i whenever its standard input says "pass i"."""
     cpus = [int(cpu) for cpu in arguments.cpus.split(",")]
     os.sched_setaffinity(0, cpus)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -192,52 +189,182 @@ def run_worker(arguments: argparse.Namespace) -> None:
 
     settings = dict(batch_size=arguments.batch_size, crop_size=arguments.crop, seed=0)
     folder, records = Path(arguments.data), Path(arguments.records)
-    datasets = {
-        ("textbook", "folder", "first"): textbook_dataset(folder, **settings),
-        ("ours", "folder", "first"): ours_dataset(folder, cache=False, **settings),
-        ("ours", "records", "first"): ours_dataset(records, cache=False, **settings),
-        ("ours", "folder", "cached"): ours_dataset(folder, cache=True, **settings),
-        ("ours", "records", "cached"): ours_dataset(records, cache=True, **settings),
-    }
-    medians = median_passes(datasets, arguments.rounds)
-    results = [{"pipeline": pipeline, "source": source, "pass": passed, **medians[key]}
-               for key in datasets for pipeline, source, passed in [key]]
-    print(json.dumps({"cores": len(cpus), "results": results}))
+    datasets = []
+    for pipeline, source, passed in PIPELINES:
+        if pipeline == "textbook":
+            datasets.append(textbook_dataset(folder, **settings))
+        else:
+            datasets.append(ours_dataset(folder if source == "folder" else records,
+                                         cache=passed == "cached", **settings))
+    for dataset in datasets:
+        one_pass(dataset)
+    print("ready", flush=True)
+    for command in sys.stdin:
+        word, _, index = command.partition(" ")
+        if word != "pass":
+            break
+        print(json.dumps(one_pass(datasets[int(index)])), flush=True)
+
+
+class Worker:
+    """The parent's handle on a ``run_worker`` process pinned to ``cores`` CPUs."""
+
+    def __init__(self, arguments: argparse.Namespace, cores: int, folder: Path,
+                 records: Path, log: Path):
+        available = sorted(os.sched_getaffinity(0))
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker",
+                   "--cpus", ",".join(str(cpu) for cpu in available[:cores]),
+                   "--data", str(folder), "--records", str(records),
+                   "--batch-size", str(arguments.batch_size), "--crop", str(arguments.crop)]
+        self.cores, self.log = cores, log
+        with open(log, "w") as stderr:  # a file: a full pipe would stall TensorFlow's logging
+            self.process = subprocess.Popen(command, stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+    def _answer(self) -> str:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker on {self.cores} core(s) failed:\n"
+                               f"{self.log.read_text()[-4000:]}")
+        return line.strip()
+
+    def wait_ready(self) -> None:
+        while self._answer() != "ready":
+            pass
+
+    def time_pass(self, index: int) -> dict:
+        """One timed pass of PIPELINES[index]."""
+        self.process.stdin.write(f"pass {index}\n")
+        self.process.stdin.flush()
+        return json.loads(self._answer())
+
+    def close(self) -> None:
+        """End of input ends the worker; one that does not end in a minute is killed."""
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def host_speed_ms() -> float:
+    """Milliseconds of CPU time a fixed pure-Python loop takes on one core: a probe of how
+    fast this (virtual) machine runs at the moment, which varies with the host's load."""
+    start = time.process_time()
+    total = 0
+    for value in range(2_000_000):
+        total += value * value
+    return 1000 * (time.process_time() - start)
+
+
+# Float32 elements per array of the machine probe: two arrays of 1.8 MB stay in the
+# caches; two of 64 MB stream from memory. Both kinds do the same arithmetic in all.
+PROBE_ELEMENTS = {"cache-resident": 384 * 384 * 3, "memory-streaming": 16_000_000}
+PROBE_WORK = 2_000_000_000  # elements processed per probe (about 0.5 s and 2 s here)
+
+
+def run_probe(arguments: argparse.Namespace) -> None:
+    """One probe process: a fixed numpy kernel on the core given; prints its seconds."""
+    os.sched_setaffinity(0, [int(arguments.cpus)])
+    elements = PROBE_ELEMENTS[arguments.probe]
+    values = np.random.default_rng(0).random(elements, dtype=np.float32)
+    scratch = np.empty_like(values)
+    start = time.perf_counter()
+    for _ in range(PROBE_WORK // elements):
+        np.multiply(values, 1.0001, out=scratch)
+        np.add(scratch, 1.0, out=values)
+    print(time.perf_counter() - start)
+
+
+def machine_scaling(cores: int, trials: int) -> dict[str, list[float]]:
+    """This machine's own throughput scaling from 1 core to ``cores``, per probe kind and
+    trial: ``cores`` probe processes at once, each pinned to its own core, against one alone
+    (the two back to back). Shows what the hardware gives work that stays in the caches and
+    work that streams from memory, whatever the software."""
+    available = sorted(os.sched_getaffinity(0))[:cores]
+
+    def seconds(cpus, kind):
+        processes = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()),
+                                       "--probe", kind, "--cpus", str(cpu)],
+                                      stdout=subprocess.PIPE, text=True) for cpu in cpus]
+        return [float(process.communicate()[0]) for process in processes]
+
+    scaling = {kind: [] for kind in PROBE_ELEMENTS}
+    for trial in range(trials):
+        for kind in PROBE_ELEMENTS:
+            alone = seconds([available[trial % len(available)]], kind)[0]
+            together = seconds(available, kind)
+            scaling[kind].append(sum(alone / each for each in together))
+    return scaling
+
+
+def measure(arguments: argparse.Namespace, core_counts: list[int], folder: Path,
+            records: Path, scratch: Path) -> dict:
+    """Every pipeline on every core count, ``arguments.rounds`` times.
+
+    One worker process per core count stays alive throughout and only one runs at a time.
+    Each round takes the pipelines in turn, and each pipeline's pass on every core count
+    follows the one before within seconds (1 then 2 cores, or 2 then 1, alternating), so
+    that the host's drifting speed falls on every core count alike rather than on
+    whichever ran last. Returns {"passes": {cores: {key: [pass per round]}}, "host_ms":
+    [a host_speed_ms probe per round]}.
+    """
+    workers = []
+    try:
+        for cores in core_counts:  # warm up one at a time
+            print(f"warming up on {cores} core(s) ...", flush=True)
+            worker = Worker(arguments, cores, folder, records, scratch / f"worker{cores}.log")
+            workers.append(worker)
+            worker.wait_ready()
+        passes = {cores: {key: [] for key in PIPELINES} for cores in core_counts}
+        host_ms = []
+        for round_index in range(arguments.rounds):
+            print(f"round {round_index + 1} of {arguments.rounds} ...", flush=True)
+            host_ms.append(host_speed_ms())
+            for index, key in enumerate(PIPELINES):
+                turn = workers if (round_index + index) % 2 == 0 else workers[::-1]
+                for worker in turn:
+                    passes[worker.cores][key].append(worker.time_pass(index))
+        return {"passes": passes, "host_ms": host_ms}
+    finally:
+        for worker in workers:
+            worker.close()
 
 
 # --------------------------------------------------------------------------- report
 
 
-def measure(arguments: argparse.Namespace, cores: int, folder: Path, records: Path) -> dict:
-    available = sorted(os.sched_getaffinity(0))
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker",
-               "--cpus", ",".join(str(cpu) for cpu in available[:cores]),
-               "--data", str(folder), "--records", str(records),
-               "--batch-size", str(arguments.batch_size), "--crop", str(arguments.crop),
-               "--rounds", str(arguments.rounds)]
-    finished = subprocess.run(command, capture_output=True, text=True)
-    if finished.returncode != 0:
-        raise RuntimeError(f"worker on {cores} core(s) failed:\n{finished.stderr[-4000:]}")
-    return json.loads(finished.stdout.strip().splitlines()[-1])
+def write_report(path: Path, arguments: argparse.Namespace, measured: dict) -> str:
+    """The figures, ratios and goals as RESULTS.md's pipeline section; returns the text.
 
-
-def write_report(path: Path, arguments: argparse.Namespace, by_cores: dict[int, dict]) -> str:
+    Throughputs are each pipeline's median pass. Ratios are the median over rounds of the
+    ratio within a round (passes minutes apart on a host whose speed drifts compare less
+    well than passes seconds apart).
+    """
     from pixelwise.benchmark import cpu_name, update_results_section
 
-    def figure(cores, pipeline, source, passed, key="images_per_second"):
-        for result in by_cores.get(cores, {}).get("results", []):
-            if (result["pipeline"], result["source"], result["pass"]) == (pipeline, source,
-                                                                         passed):
-                return result[key]
-        return None
+    passes, host_ms = measured["passes"], measured["host_ms"]
+    core_counts = sorted(passes)
 
-    def ratio(numerator, denominator):
-        return f"{numerator / denominator:.2f}x" if numerator and denominator else "n/a"
+    def median_pass(cores, key):
+        runs = sorted(passes[cores].get(key, []), key=lambda run: run["images_per_second"])
+        return runs[len(runs) // 2] if runs else None
 
-    core_counts = sorted(by_cores)
-    rows = [("textbook", "folder", "first"), ("ours", "folder", "first"),
-            ("ours", "records", "first"), ("ours", "folder", "cached"),
-            ("ours", "records", "cached")]
+    def round_ratios(numerator, denominator):
+        """(cores, key) / (cores, key) within each round."""
+        return sorted(high["images_per_second"] / low["images_per_second"]
+                      for high, low in zip(passes[numerator[0]].get(numerator[1], []),
+                                           passes[denominator[0]].get(denominator[1], [])))
+
+    def paired_ratio(numerator, denominator):
+        ratios = round_ratios(numerator, denominator)
+        return ratios[len(ratios) // 2] if ratios else None
+
+    def spread(values):
+        values = sorted(values)
+        return f"{values[0]:.2f}-{values[-1]:.2f}x" if values else "n/a"
+
     lines = [
         "## Input pipeline throughput",
         "",
@@ -253,10 +380,14 @@ def write_report(path: Path, arguments: argparse.Namespace, by_cores: dict[int, 
         "one decoded each time), "
         f"{arguments.crop}x{arguments.crop} training crops with every augmentation "
         f"(crop-or-resize, flip, hue, brightness, contrast), batches of {arguments.batch_size}. "
-        f"Images per second: the median of {arguments.rounds} passes, the pipelines taking "
-        "turns, after a warm-up pass each; in brackets the process's CPU milliseconds per "
-        "image in that pass (all threads). \"cached\" is a pass served from the in-memory "
-        "cache of decoded examples. The textbook's hue jitter is "
+        "One process per core count, pinned before TensorFlow loads; after a warm-up pass "
+        f"of each pipeline, {arguments.rounds} rounds, each timing one pass of every "
+        "pipeline on every core count, a pipeline's passes on the core counts back to back "
+        "(order alternating), so that the host's drifting speed falls on every core count "
+        "alike. Images per second of the median pass; in brackets "
+        "the process's CPU milliseconds per image in that pass (all threads). Ratios: the "
+        "median over rounds of the ratio within a round. \"cached\" is a pass served from "
+        "the in-memory cache of decoded examples. The textbook's hue jitter is "
         "`tf.image.random_hue` (HSV); ours turns hue in YIQ, folded with brightness and "
         "contrast into one affine colour map (`pixelwise.data.pipeline.jitter_colors`).",
         "",
@@ -264,30 +395,48 @@ def write_report(path: Path, arguments: argparse.Namespace, by_cores: dict[int, 
                                                      for c in core_counts) + " | scaling |",
         "|---|---|---|" + "---:|" * len(core_counts) + "---:|",
     ]
-    for pipeline, source, passed in rows:
-        figures = [figure(c, pipeline, source, passed) for c in core_counts]
-        cpu = [figure(c, pipeline, source, passed, "cpu_ms_per_image") for c in core_counts]
-        cells = [f"{value:.0f} ({ms:.1f} ms)" if value else "n/a"
-                 for value, ms in zip(figures, cpu)]
-        scaling = ratio(figures[-1], figures[0]) if len(figures) > 1 else "n/a"
-        lines.append(f"| {pipeline} | {source} | {passed} | " + " | ".join(cells)
-                     + f" | {scaling} |")
-    most = core_counts[-1]
-    textbook = figure(most, "textbook", "folder", "first")
+    low_cores, most = core_counts[0], core_counts[-1]
+    for key in PIPELINES:
+        cells = []
+        for cores in core_counts:
+            run = median_pass(cores, key)
+            cells.append(f"{run['images_per_second']:.0f} ({run['cpu_ms_per_image']:.1f} ms)"
+                         if run else "n/a")
+        scaling = (paired_ratio((most, key), (low_cores, key)) if len(core_counts) > 1
+                   else None)
+        lines.append(f"| {' | '.join(key)} | " + " | ".join(cells)
+                     + f" | {f'{scaling:.2f}x' if scaling else 'n/a'} |")
+
+    def goal_line(text, value, goal, values):
+        verdict = "met" if value and value >= goal else "not met"
+        shown = f"{value:.2f}x" if value else "n/a"
+        return (f"- {text}: {shown} (rounds: {spread(values)}; goal >= {goal}x: {verdict})")
+
+    textbook = ("textbook", "folder", "first")
     lines += ["", f"Goals ({most} cores unless said):", ""]
     for source in ("folder", "records"):
-        ours = figure(most, "ours", source, "first")
-        met = ours and textbook and ours / textbook >= GOAL_VS_TEXTBOOK
-        lines.append(f"- ours from {source} / textbook, first pass: {ratio(ours, textbook)} "
-                     f"(goal >= {GOAL_VS_TEXTBOOK}x: {'met' if met else 'not met'})")
+        ours = ("ours", source, "first")
+        lines.append(goal_line(f"ours from {source} / textbook, first pass",
+                               paired_ratio((most, ours), (most, textbook)), GOAL_VS_TEXTBOOK,
+                               round_ratios((most, ours), (most, textbook))))
     if len(core_counts) > 1:
         for source in ("folder", "records"):
-            low = figure(core_counts[0], "ours", source, "first")
-            high = figure(most, "ours", source, "first")
-            met = low and high and high / low >= GOAL_SCALING
-            lines.append(f"- ours from {source}, {most} cores / {core_counts[0]} core: "
-                         f"{ratio(high, low)} (goal >= {GOAL_SCALING}x: "
-                         f"{'met' if met else 'not met'})")
+            ours = ("ours", source, "first")
+            lines.append(goal_line(f"ours from {source}, {most} cores / {low_cores} core",
+                                   paired_ratio((most, ours), (low_cores, ours)),
+                                   GOAL_SCALING, round_ratios((most, ours), (low_cores, ours))))
+    host = sorted(host_ms)
+    lines += ["", f"The host's speed over the run: a fixed pure-Python loop on one core took "
+              f"{host[0]:.0f}-{host[-1]:.0f} ms of CPU time (median {host[len(host) // 2]:.0f})"
+              " at the start of each round."]
+    if measured.get("machine"):
+        lines += ["", f"The machine's own scaling from 1 to {most} cores ({most} copies of a "
+                  "numpy kernel at once, each pinned to its own core, against one alone; "
+                  f"median of {arguments.rounds} trials): "
+                  + "; ".join(f"{kind} {sorted(values)[len(values) // 2]:.2f}x "
+                              f"(trials {spread(values)})"
+                              for kind, values in measured["machine"].items())
+                  + ". Work that streams from memory cannot scale further than the latter."]
     text = "\n".join(lines) + "\n"
     update_results_section(path, "pipeline", text)
     return text
@@ -301,17 +450,22 @@ def main() -> None:
                         "passes are dominated by tf.data's start-up on several cores.")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop", type=int, default=384, help="Training crop side.")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="Timed passes per pipeline; the median is reported.")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="Rounds of timed passes (one pass of every pipeline on every "
+                        "core count each); medians over rounds are reported.")
     parser.add_argument("--cores", default="1,2", help="Core counts to measure, e.g. 1,2.")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--probe", choices=sorted(PROBE_ELEMENTS), help=argparse.SUPPRESS)
     parser.add_argument("--cpus", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--records", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.worker:
         run_worker(arguments)
+        return
+    if arguments.probe:
+        run_probe(arguments)
         return
     core_counts = sorted({int(cores) for cores in arguments.cores.split(",")})
     available = len(os.sched_getaffinity(0))
@@ -326,11 +480,11 @@ def main() -> None:
         from pixelwise.data.records import prepare_records
 
         prepare_records(folder, records, ("train",))
-        by_cores = {}
-        for cores in core_counts:
-            print(f"measuring on {cores} core(s) ...", flush=True)
-            by_cores[cores] = measure(arguments, cores, folder, records)
-    print(write_report(arguments.out, arguments, by_cores))
+        measured = measure(arguments, core_counts, folder, records, Path(scratch))
+    if len(core_counts) > 1:
+        print(f"probing the machine's own scaling to {core_counts[-1]} cores ...", flush=True)
+        measured["machine"] = machine_scaling(core_counts[-1], arguments.rounds)
+    print(write_report(arguments.out, arguments, measured))
 
 
 if __name__ == "__main__":
