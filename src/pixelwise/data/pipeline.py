@@ -476,7 +476,7 @@ def jitter_colors(image: tf.Tensor, draws: tf.Tensor) -> tf.Tensor:
     stand-in for an HSV hue shift that TensorFlow's ``random_hsv_in_yiq`` used; brightness
     adds up to BRIGHTNESS_DELTA (of the 0..255 range); contrast scales each channel's
     distance from its mean by CONTRAST_RANGE, as ``tf.image.adjust_contrast`` does. The
-    three compose into one affine colour map applied in a single pass: about 3x cheaper
+    three compose into one affine colour map, one fused pass plus the clip: about 3x cheaper
     than ``tf.image.adjust_hue`` alone on a 384x384 crop.
     """
     hue_draw, brightness_draw, contrast_draw = tf.unstack(draws)
@@ -489,8 +489,8 @@ def jitter_colors(image: tf.Tensor, draws: tf.Tensor) -> tf.Tensor:
     means = tf.reduce_sum(tf.reduce_sum(image, axis=0), axis=0) / tf.cast(
         shape[0] * shape[1], tf.float32)
     matrix, offset = color_jitter_transform(hue_angle, brightness, contrast, means)
-    # The colour map as a 1x1 convolution with bias and ReLU (one fused kernel, ~30%
-    # faster than a [H*W, 3] x [3, 3] matmul plus a bias pass); then the upper clip.
+    # The colour map as a 1x1 convolution with bias and ReLU, one fused kernel: the jitter
+    # takes ~25% less time than with a [H*W, 3] x [3, 3] matmul and a bias pass.
     pixels = tf.nn.relu(tf.nn.bias_add(
         tf.nn.conv2d(image[tf.newaxis], tf.transpose(matrix)[tf.newaxis, tf.newaxis],
                      strides=1, padding="VALID"), offset))
