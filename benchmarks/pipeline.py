@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -177,6 +178,11 @@ def one_pass(dataset) -> dict[str, float]:
 # --------------------------------------------------------------------------- workers
 
 
+def this_script(*arguments: str) -> list[str]:
+    """The command that runs this script with ``arguments`` (workers and probes)."""
+    return [sys.executable, str(Path(__file__).resolve()), *arguments]
+
+
 def run_worker(arguments: argparse.Namespace) -> None:
     """A measuring process on the cores given (pinned before TensorFlow loads, so its thread
     pools follow the affinity): builds every pipeline (PIPELINES), makes one warm-up pass of
@@ -212,10 +218,11 @@ class Worker:
     def __init__(self, arguments: argparse.Namespace, cores: int, folder: Path,
                  records: Path, log: Path):
         available = sorted(os.sched_getaffinity(0))
-        command = [sys.executable, str(Path(__file__).resolve()), "--worker",
-                   "--cpus", ",".join(str(cpu) for cpu in available[:cores]),
-                   "--data", str(folder), "--records", str(records),
-                   "--batch-size", str(arguments.batch_size), "--crop", str(arguments.crop)]
+        cpus = ",".join(str(cpu) for cpu in available[:cores])
+        command = this_script("--worker", "--cpus", cpus,
+                              "--data", str(folder), "--records", str(records),
+                              "--batch-size", str(arguments.batch_size),
+                              "--crop", str(arguments.crop))
         self.cores, self.log = cores, log
         with open(log, "w") as stderr:  # a file: a full pipe would stall TensorFlow's logging
             self.process = subprocess.Popen(command, stdin=subprocess.PIPE,
@@ -285,8 +292,7 @@ def machine_scaling(cores: int, trials: int) -> dict[str, list[float]]:
     available = sorted(os.sched_getaffinity(0))[:cores]
 
     def seconds(cpus, kind):
-        processes = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()),
-                                       "--probe", kind, "--cpus", str(cpu)],
+        processes = [subprocess.Popen(this_script("--probe", kind, "--cpus", str(cpu)),
                                       stdout=subprocess.PIPE, text=True) for cpu in cpus]
         return [float(process.communicate()[0]) for process in processes]
 
@@ -347,23 +353,21 @@ def write_report(path: Path, arguments: argparse.Namespace, measured: dict) -> s
     passes, host_ms = measured["passes"], measured["host_ms"]
     core_counts = sorted(passes)
 
+    def median(values):
+        return statistics.median_high(values) if values else None
+
     def median_pass(cores, key):
-        runs = sorted(passes[cores].get(key, []), key=lambda run: run["images_per_second"])
+        runs = sorted(passes[cores][key], key=lambda run: run["images_per_second"])
         return runs[len(runs) // 2] if runs else None
 
     def round_ratios(numerator, denominator):
-        """(cores, key) / (cores, key) within each round."""
-        return sorted(high["images_per_second"] / low["images_per_second"]
-                      for high, low in zip(passes[numerator[0]].get(numerator[1], []),
-                                           passes[denominator[0]].get(denominator[1], [])))
-
-    def paired_ratio(numerator, denominator):
-        ratios = round_ratios(numerator, denominator)
-        return ratios[len(ratios) // 2] if ratios else None
+        """Throughput of (cores, key) over that of (cores, key), within each round."""
+        return [high["images_per_second"] / low["images_per_second"]
+                for high, low in zip(passes[numerator[0]][numerator[1]],
+                                     passes[denominator[0]][denominator[1]])]
 
     def spread(values):
-        values = sorted(values)
-        return f"{values[0]:.2f}-{values[-1]:.2f}x" if values else "n/a"
+        return f"{min(values):.2f}-{max(values):.2f}x" if values else "n/a"
 
     lines = [
         "## Input pipeline throughput",
@@ -402,12 +406,13 @@ def write_report(path: Path, arguments: argparse.Namespace, measured: dict) -> s
             run = median_pass(cores, key)
             cells.append(f"{run['images_per_second']:.0f} ({run['cpu_ms_per_image']:.1f} ms)"
                          if run else "n/a")
-        scaling = (paired_ratio((most, key), (low_cores, key)) if len(core_counts) > 1
-                   else None)
+        scaling = (median(round_ratios((most, key), (low_cores, key)))
+                   if len(core_counts) > 1 else None)
         lines.append(f"| {' | '.join(key)} | " + " | ".join(cells)
                      + f" | {f'{scaling:.2f}x' if scaling else 'n/a'} |")
 
-    def goal_line(text, value, goal, values):
+    def goal_line(text, values, goal):
+        value = median(values)
         verdict = "met" if value and value >= goal else "not met"
         shown = f"{value:.2f}x" if value else "n/a"
         return (f"- {text}: {shown} (rounds: {spread(values)}; goal >= {goal}x: {verdict})")
@@ -417,23 +422,20 @@ def write_report(path: Path, arguments: argparse.Namespace, measured: dict) -> s
     for source in ("folder", "records"):
         ours = ("ours", source, "first")
         lines.append(goal_line(f"ours from {source} / textbook, first pass",
-                               paired_ratio((most, ours), (most, textbook)), GOAL_VS_TEXTBOOK,
-                               round_ratios((most, ours), (most, textbook))))
+                               round_ratios((most, ours), (most, textbook)), GOAL_VS_TEXTBOOK))
     if len(core_counts) > 1:
         for source in ("folder", "records"):
             ours = ("ours", source, "first")
             lines.append(goal_line(f"ours from {source}, {most} cores / {low_cores} core",
-                                   paired_ratio((most, ours), (low_cores, ours)),
-                                   GOAL_SCALING, round_ratios((most, ours), (low_cores, ours))))
-    host = sorted(host_ms)
+                                   round_ratios((most, ours), (low_cores, ours)), GOAL_SCALING))
     lines += ["", f"The host's speed over the run: a fixed pure-Python loop on one core took "
-              f"{host[0]:.0f}-{host[-1]:.0f} ms of CPU time (median {host[len(host) // 2]:.0f})"
-              " at the start of each round."]
+              f"{min(host_ms):.0f}-{max(host_ms):.0f} ms of CPU time (median "
+              f"{median(host_ms):.0f}) at the start of each round."]
     if measured.get("machine"):
         lines += ["", f"The machine's own scaling from 1 to {most} cores ({most} copies of a "
                   "numpy kernel at once, each pinned to its own core, against one alone; "
                   f"median of {arguments.rounds} trials): "
-                  + "; ".join(f"{kind} {sorted(values)[len(values) // 2]:.2f}x "
+                  + "; ".join(f"{kind} {median(values):.2f}x "
                               f"(trials {spread(values)})"
                               for kind, values in measured["machine"].items())
                   + ". Work that streams from memory cannot scale further than the latter."]
