@@ -21,9 +21,6 @@ the old file or the new one, never a torn one.
 from __future__ import annotations
 
 import json
-import os
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -32,6 +29,7 @@ import keras
 
 from pixelwise.config import RunConfig
 from pixelwise.data.spec import DatasetSpec
+from pixelwise.io import TEMP_PREFIX, write_atomically, write_json_atomically, write_text_atomically
 
 CONFIG_FILENAME = "config.json"
 SPEC_FILENAME = "pixelwise_dataset.json"
@@ -43,7 +41,6 @@ TENSORBOARD_DIR = "tensorboard"
 EVALUATION_DIR = "evaluation"
 PREDICTIONS_DIR = "predictions"
 FIGURES_DIR = "figures"
-TEMP_PREFIX = ".tmp-"
 
 
 @dataclass(frozen=True)
@@ -163,39 +160,6 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best") -> LoadedRun:
     return LoadedRun(model, spec, config)
 
 
-# --------------------------------------------------------------------------- atomic writes
-
-
-def write_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(temporary_path)``, then rename the temporary file onto ``path``.
-
-    The temporary file lives in ``path``'s folder (so the rename is atomic) and ends with
-    ``path``'s suffix (Keras insists on ``.keras``). It is flushed to disk before the rename;
-    on any error it is removed and ``path`` keeps its old content.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f"{TEMP_PREFIX}{path.stem}-{uuid.uuid4().hex[:12]}{path.suffix}"
-    try:
-        write(temporary)
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-
-
-def write_text_atomically(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (see ``write_atomically``)."""
-    write_atomically(path, lambda temporary: temporary.write_text(text))
-
-
-def write_json_atomically(path: str | Path, values: dict) -> None:
-    write_text_atomically(path, json.dumps(values, indent=2, allow_nan=True) + "\n")
-
-
 def save_model_atomically(model: keras.Model, path: str | Path, *,
                           include_optimizer: bool = True) -> None:
     """``model.save(path)`` through a temporary file.
@@ -210,19 +174,6 @@ def save_model_atomically(model: keras.Model, path: str | Path, *,
         outputs = model.outputs[0] if len(model.outputs) == 1 else model.outputs
         to_save = keras.Model(inputs, outputs, name=model.name)
     write_atomically(path, lambda temporary: to_save.save(temporary))
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 __all__ = ["BEST_MODEL_FILENAME", "CONFIG_FILENAME", "LOG_FILENAME", "LoadedRun", "RunFolder",
