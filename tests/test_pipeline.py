@@ -1,3 +1,4 @@
+import hashlib
 import io
 import warnings
 
@@ -410,3 +411,58 @@ def test_cache_folder_must_exist(voc_root, tmp_path):
     with pytest.raises(ValueError, match="does not exist; create it or pass cache='memory'"):
         make_dataset(voc_root, "train", batch_size=2, input_size=32, training=True,
                      cache=tmp_path / "missing" / "cache")
+
+
+# --------------------------------------------------------------------------- recorded outputs
+
+
+def fingerprint(images, labels):
+    """(label bytes' digest, image moments): the mean, and the means weighted by row, by
+    column and by channel, so a moved crop, a flip or a colour change shows."""
+    height, width = labels.shape[1:]
+    rows = np.linspace(0, 1, height)[None, :, None, None]
+    columns = np.linspace(0, 1, width)[None, None, :, None]
+    channels = np.array([1.0, 2.0, 3.0])
+    images = images.astype(np.float64)
+    moments = [images.mean(), (images * rows).mean(), (images * columns).mean(),
+               (images * channels).mean()]
+    return hashlib.sha256(labels.tobytes()).hexdigest()[:16], moments
+
+
+# Recorded from the pipeline before it was split into sources, decoding, transforms and
+# assembly (two epochs of two batches each): the split must not change one draw.
+RECORDED_TRAINING_OUTPUTS = {
+    ("textbook", None): [("8a0eb32bbfd966b8", [122.686, 62.203, 63.606, 246.472]),
+                         ("70b1640be4f128f4", [104.023, 51.388, 52.214, 219.657]),
+                         ("951dd08c804b0e3e", [111.908, 55.519, 57.383, 231.99]),
+                         ("ea5ecd25a76ea549", [113.607, 57.336, 55.901, 217.052])],
+    ("deeplab", None): [("b66df9c1fdb9937f", [138.563, 68.635, 68.564, 278.419]),
+                        ("04942a88986c10d7", [111.147, 54.72, 56.012, 244.612]),
+                        ("3d8bfa97f60c2b56", [120.699, 61.311, 62.534, 252.956]),
+                        ("be0f91b0b44522a2", [119.455, 59.362, 57.804, 253.984])],
+    ("deeplab", "memory"): [("b66df9c1fdb9937f", [138.563, 68.635, 68.564, 278.419]),
+                            ("04942a88986c10d7", [111.147, 54.72, 56.012, 244.612]),
+                            ("3d8bfa97f60c2b56", [120.699, 61.311, 62.534, 252.956]),
+                            ("be0f91b0b44522a2", [119.455, 59.362, 57.804, 253.984])],
+    ("none", None): [("a6a50c07b0897a24", [91.54, 46.193, 46.042, 165.771]),
+                     ("2a4cdeeffe114650", [94.01, 46.251, 46.83, 188.208]),
+                     ("2a4cdeeffe114650", [94.01, 46.251, 46.83, 188.208]),
+                     ("eae57193234cdb42", [91.54, 46.193, 46.042, 165.771])],
+}
+
+
+@pytest.fixture(scope="module")
+def recorded_voc_root(tmp_path_factory):
+    return make_aligned_voc(tmp_path_factory.mktemp("recorded"), {"train": TRAIN_SIZES})
+
+
+@pytest.mark.parametrize("augment, cache", list(RECORDED_TRAINING_OUTPUTS))
+def test_training_outputs_equal_the_recorded_ones(recorded_voc_root, augment, cache):
+    dataset = make_dataset(recorded_voc_root, "train", batch_size=3, input_size=(40, 56),
+                           training=True, seed=11, augment=augment, cache=cache)
+    outputs = [fingerprint(images, labels) for _ in range(2) for images, labels in
+               batches(dataset)]
+    recorded = RECORDED_TRAINING_OUTPUTS[(augment, cache)]
+    assert [digest for digest, _ in outputs] == [digest for digest, _ in recorded]
+    assert np.allclose([moments for _, moments in outputs],
+                       [moments for _, moments in recorded], atol=2e-3)
