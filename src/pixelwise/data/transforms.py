@@ -198,7 +198,7 @@ class ColorJitter:
     num_draws: ClassVar[int] = 3
 
     def __call__(self, image, label_map, draws):
-        return jitter_colors(image, draws, hue_delta=self.hue_delta,
+        return jitter_colors(tf.cast(image, tf.float32), draws, hue_delta=self.hue_delta,
                              brightness_delta=self.brightness_delta,
                              contrast_range=self.contrast_range), label_map
 
