@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from aligned_voc import SPEC, colors_to_labels, interior, make_aligned_voc
+from aligned_voc import colors_to_labels, interior, make_aligned_voc
 from pixelwise.data.palette import read_label
 from pixelwise.data.pipeline import MEAN_RGB, make_dataset, open_source
 
@@ -279,15 +279,13 @@ RECORDED_TRAINING_OUTPUTS = {
                         ("04942a88986c10d7", [111.147, 54.72, 56.012, 244.612]),
                         ("3d8bfa97f60c2b56", [120.699, 61.311, 62.534, 252.956]),
                         ("be0f91b0b44522a2", [119.455, 59.362, 57.804, 253.984])],
-    ("deeplab", "memory"): [("b66df9c1fdb9937f", [138.563, 68.635, 68.564, 278.419]),
-                            ("04942a88986c10d7", [111.147, 54.72, 56.012, 244.612]),
-                            ("3d8bfa97f60c2b56", [120.699, 61.311, 62.534, 252.956]),
-                            ("be0f91b0b44522a2", [119.455, 59.362, 57.804, 253.984])],
     ("none", None): [("a6a50c07b0897a24", [91.54, 46.193, 46.042, 165.771]),
                      ("2a4cdeeffe114650", [94.01, 46.251, 46.83, 188.208]),
                      ("2a4cdeeffe114650", [94.01, 46.251, 46.83, 188.208]),
                      ("eae57193234cdb42", [91.54, 46.193, 46.042, 165.771])],
 }
+# Decoded examples cached in memory: the same order and draws as without the cache.
+RECORDED_TRAINING_OUTPUTS[("deeplab", "memory")] = RECORDED_TRAINING_OUTPUTS[("deeplab", None)]
 
 
 @pytest.fixture(scope="module")

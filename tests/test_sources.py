@@ -5,14 +5,14 @@ from aligned_voc import SPEC, make_aligned_voc
 from pixelwise.data.palette import read_label
 from pixelwise.data.sources import open_source
 
-TRAIN_SIZES = [(96, 128), (128, 96), (80, 112), (120, 72), (64, 100), (100, 64)]
-VAL_SIZES = [(90, 120), (70, 50), (113, 87), (40, 130)]
+TRAIN_SIZES = [(48, 64), (64, 48), (40, 56)]
+VAL_SIZES = [(45, 60), (35, 50), (56, 44), (40, 65)]
 
 
-@pytest.fixture(scope="module")
-def voc_root(tmp_path_factory):
-    return make_aligned_voc(tmp_path_factory.mktemp("aligned"),
-                            {"train": TRAIN_SIZES, "val": VAL_SIZES, "same": [(60, 90)] * 3})
+@pytest.fixture
+def voc_root(tmp_path):
+    return make_aligned_voc(tmp_path / "aligned", {"train": TRAIN_SIZES, "val": VAL_SIZES,
+                                                   "same": [(60, 90)] * 3})
 
 
 def test_folder_source_counts(voc_root):

@@ -23,10 +23,10 @@ hue +-0.1 turn (a rotation in YIQ, see ``transforms.jitter_colors``), brightness
 the range) and contrast 0.8-1.2, clipped. Labels are resized with nearest neighbour only
 and padded with the ignore label, so no new value ever appears in them.
 
-Evaluation (``training=False``): ``eval_resolution="resized"`` resizes to ``input_size``
-(the textbook's protocol); ``"original"`` keeps each image at its size, pads it at the
-bottom and right to a multiple of ``output_stride`` with the mean colour and pads its label
-with the ignore label, so metrics over the whole label follow the VOC protocol.
+Evaluation (``training=False``): ``eval_resolution="resized"`` (the default) resizes to
+``input_size``; ``"original"`` keeps each image at its size, pads it at the bottom and right
+to a multiple of ``output_stride`` with the mean colour and pads its label with the ignore
+label, so metrics over the whole label follow the VOC protocol.
 
 Randomness is stateless and seeded: ``seed`` fixes the shuffle order and every crop, flip
 and jitter, so two datasets built with the same arguments give identical batches; each new
