@@ -393,7 +393,7 @@ def write_report(path: Path, arguments: argparse.Namespace, measured: dict) -> s
         "median over rounds of the ratio within a round. \"cached\" is a pass served from "
         "the in-memory cache of decoded examples. The textbook's hue jitter is "
         "`tf.image.random_hue` (HSV); ours turns hue in YIQ, folded with brightness and "
-        "contrast into one affine colour map (`pixelwise.data.pipeline.jitter_colors`).",
+        "contrast into one affine colour map (`pixelwise.data.transforms.jitter_colors`).",
         "",
         "| pipeline | source | pass | " + " | ".join(f"{c} core{'s' * (c > 1)}"
                                                      for c in core_counts) + " | scaling |",
