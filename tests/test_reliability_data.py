@@ -1,0 +1,75 @@
+"""Issue 16, data layer: names kept whole, one-class training sets refused, oversized
+images and truncated shards named, and images read in any format the pipeline decodes."""
+
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixelwise.data.check import check_dataset
+from pixelwise.data.palette import write_label
+from pixelwise.data.spec import DatasetSpec
+from pixelwise.data.voc import find_voc_root, read_list
+
+BINARY = DatasetSpec.from_dict({"class_names": ["background", "object"],
+                               "colors": [[0, 0, 0], [255, 255, 255]]})
+
+
+def write_pair(root, name, image, label_map, image_format="JPEG", suffix=".jpg"):
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(root / "JPEGImages" / f"{name}{suffix}", format=image_format)
+    write_label(root / "SegmentationClass" / f"{name}.png", label_map)
+
+
+def image_of(value, height=16, width=24):
+    return np.full((height, width, 3), value, dtype=np.uint8)
+
+
+def two_class_label(height=16, width=24):
+    label_map = np.zeros((height, width), dtype=np.uint8)
+    label_map[:, width // 2:] = 1
+    return label_map
+
+
+def write_list(root, names, split="train"):
+    (root / "ImageSets/Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
+
+
+# --- case 4: names with dots or spaces ------------------------------------------------------
+
+def test_list_lines_are_names_kept_whole(tmp_path):
+    list_file = tmp_path / "list.txt"
+    list_file.write_text(
+        "frame.001\nimg.v2\nmy photo 1\n  2007_000032  \n\n"
+        "/JPEGImages/a.b.jpg /SegmentationClassAug/a.b.png\n"
+        "/SegNet/CamVid/train/0001TP_006690.png /SegNet/CamVid/trainannot/0001TP_006690.png\n"
+        "/data/my photo 2.jpg /labels/my photo 2.png\n"
+        "/JPEGImages/solo.jpg\n")
+    assert read_list(list_file) == ["frame.001", "img.v2", "my photo 1", "2007_000032", "a.b",
+                                    "0001TP_006690", "my photo 2", "solo"]
+
+
+def test_dotted_and_spaced_names_pick_their_own_files(tmp_path):
+    names = ["frame.001", "frame.002", "img.v2", "my photo 1"]
+    for value, name in enumerate(["frame", *names]):
+        write_pair(tmp_path, name, image_of(40 * value), two_class_label())
+    write_list(tmp_path, names)
+    examples = find_voc_root(tmp_path).examples("train")
+    assert [example.image_path.name for example in examples] == [
+        "frame.001.jpg", "frame.002.jpg", "img.v2.jpg", "my photo 1.jpg"]
+    assert [example.label_path.name for example in examples] == [
+        "frame.001.png", "frame.002.png", "img.v2.png", "my photo 1.png"]
+    report = check_dataset(tmp_path, "train")
+    assert report.ok, report.problems
+
+
+def test_images_are_found_by_other_suffixes(tmp_path):
+    write_pair(tmp_path, "a", image_of(10), two_class_label())
+    write_pair(tmp_path, "b", image_of(20), two_class_label(), image_format="PNG", suffix=".png")
+    write_list(tmp_path, ["a", "b", "c"])
+    layout = find_voc_root(tmp_path)
+    examples = layout.examples("train", must_exist=False)
+    assert [example.image_path.name for example in examples] == ["a.jpg", "b.png", "c.jpg"]
+    with pytest.raises(FileNotFoundError, match="JPEGImages/c.jpg"):
+        layout.examples("train")
