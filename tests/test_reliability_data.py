@@ -1,13 +1,17 @@
 """Issue 16, data layer: names kept whole, one-class training sets refused, oversized
 images and truncated shards named, and images read in any format the pipeline decodes."""
 
+import json
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
-from pixelwise.data.check import check_dataset
+from pixelwise.cli import cli
+from pixelwise.data.check import ClassCoverageError, check_class_coverage, check_dataset
 from pixelwise.data.palette import write_label
+from pixelwise.data.records import prepare_records
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.data.voc import find_voc_root, read_list
 
@@ -73,3 +77,44 @@ def test_images_are_found_by_other_suffixes(tmp_path):
     assert [example.image_path.name for example in examples] == ["a.jpg", "b.png", "c.jpg"]
     with pytest.raises(FileNotFoundError, match="JPEGImages/c.jpg"):
         layout.examples("train")
+
+
+# --- case 3: one-class training sets (the 0/255 trap) -------------------------------------
+
+@pytest.mark.parametrize("counts, message", [
+    ([500, 0], r"'train'.*only class 0 \(background\).*0/255.*store the object as 1"),
+    ([0, 0], r"'train'.*no labelled pixels.*store the object as 1"),
+])
+def test_class_coverage_refuses_one_class(counts, message):
+    with pytest.raises(ClassCoverageError, match=message):
+        check_class_coverage(np.array(counts), BINARY, "train")
+    assert issubclass(ClassCoverageError, ValueError)
+
+
+def test_class_coverage_passes_two_classes():
+    check_class_coverage(np.array([500, 3]), BINARY, "train")
+    check_class_coverage(np.array([0, 7, 9]), DatasetSpec.from_dict(
+        {"class_names": ["a", "b", "c"], "colors": [[0, 0, 0], [9, 9, 9], [99, 99, 99]]}), "train")
+
+
+def binary_dataset(root):
+    label_map = np.zeros((16, 24), dtype=np.uint8)
+    label_map[4:12, 6:18] = 255
+    for index in range(3):
+        write_pair(root, f"m{index}", image_of(30 * index), label_map)
+    (root / "pixelwise_dataset.json").write_text(json.dumps(BINARY.to_dict()))
+    write_list(root, ["m0", "m1", "m2"])
+    write_list(root, ["m0"], split="val")
+    return root
+
+
+def test_prepare_refuses_a_binary_0_255_training_set(tmp_path):
+    source = binary_dataset(tmp_path / "masks")
+    out = tmp_path / "records"
+    with pytest.raises(ClassCoverageError, match=r"store the object as 1; 255 means ignore"):
+        prepare_records(source, out, ("train",))
+    assert not (out / "manifest.json").exists()
+    assert not list(out.glob("train-*")), "refused shards are removed, so a fix gets rewritten"
+    result = CliRunner().invoke(cli, ["data", "prepare", str(source), "--out", str(out)])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "store the object as 1" in result.output

@@ -8,6 +8,10 @@ pixel counts and frequencies come with the report.
 
     report = check_dataset("data/VOCdevkit/VOC2012", "train")
     print(report.format())
+
+A training split must label at least two classes (``check_class_coverage``): binary masks
+stored as 0/255 hold one class and the ignore label, and train to a perfect, meaningless
+score.
 """
 
 from __future__ import annotations
@@ -159,6 +163,36 @@ def _check_pair(example: Example, spec: DatasetSpec, problems: list[str]) -> np.
     return value_counts
 
 
+class ClassCoverageError(ValueError):
+    """A training split whose annotations label fewer than two classes."""
+
+
+def check_class_coverage(class_pixel_counts, spec: DatasetSpec, split: str) -> None:
+    """Raise ClassCoverageError unless at least two classes have labelled pixels.
+
+    Args:
+        class_pixel_counts: pixels per class over the split's annotations, [num_classes]
+            (the ignore label not included), as ``CheckReport.class_pixel_counts``, a
+            records manifest's or ``DataSource.class_pixel_counts`` give them.
+        spec: the dataset's classes and ignore label.
+        split: the split's name, for the message.
+    """
+    present = np.flatnonzero(np.asarray(class_pixel_counts)[: spec.num_classes]).tolist()
+    if len(present) >= 2:
+        return
+    ignore = spec.ignore_label
+    if present:
+        what = (f"only class {present[0]} ({spec.class_names[present[0]]}) has labelled pixels, "
+                f"the rest is the ignore label {ignore}")
+    else:
+        what = f"no labelled pixels: every pixel is the ignore label {ignore}"
+    raise ClassCoverageError(
+        f"split {split!r}: {what}; a model trained on it reaches a perfect, meaningless score. "
+        f"If the masks are binary 0/{ignore}: store the object as 1; {ignore} means ignore "
+        f"(label_map[label_map == {ignore}] = 1), and name two classes in "
+        f"pixelwise_dataset.json")
+
+
 def _label_warnings(value_counts: np.ndarray, spec: DatasetSpec) -> list[str]:
     warnings = []
     present = set(np.flatnonzero(value_counts).tolist())
@@ -175,4 +209,4 @@ def _label_warnings(value_counts: np.ndarray, spec: DatasetSpec) -> list[str]:
     return warnings
 
 
-__all__ = ["CheckReport", "check_dataset"]
+__all__ = ["CheckReport", "ClassCoverageError", "check_class_coverage", "check_dataset"]

@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from pixelwise.data.check import check_class_coverage
 from pixelwise.data.palette import read_label
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.data.voc import DEFAULT_SPLIT_SEED, SPLITS, Example, VOCLayout, find_voc_root
@@ -92,6 +93,8 @@ def prepare_records(source: str | Path, out_dir: str | Path, splits: tuple[str, 
 
     Raises ValueError naming the file when a pair is invalid, FileNotFoundError when a
     split's list or listed files are missing. Shards completed before the error stay.
+    A training split (one whose name starts with "train") that labels fewer than two
+    classes raises ``ClassCoverageError`` and its shards are removed.
     """
     layout = find_voc_root(source)
     spec = layout.spec
@@ -178,6 +181,13 @@ def _write_split(layout: VOCLayout, split: str, key: str, split_seed: int, spec:
         for size in shard_sizes:
             sizes[size] = sizes.get(size, 0) + 1
     class_counts = value_counts[: spec.num_classes]
+    if key.startswith("train"):
+        try:
+            check_class_coverage(class_counts, spec, key)
+        except ValueError:
+            for path in paths:  # a rerun after fixing the labels must not keep them
+                path.unlink(missing_ok=True)
+            raise
     labelled = int(class_counts.sum())
     names = [example.name for example in examples]
     return {
