@@ -10,7 +10,7 @@ from PIL import Image
 
 from pixelwise.cli import cli
 from pixelwise.data.check import ClassCoverageError, check_class_coverage, check_dataset
-from pixelwise.data.palette import write_label
+from pixelwise.data.palette import read_label, write_label
 from pixelwise.data.records import prepare_records
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.data.voc import find_voc_root, read_list
@@ -118,3 +118,35 @@ def test_prepare_refuses_a_binary_0_255_training_set(tmp_path):
     result = CliRunner().invoke(cli, ["data", "prepare", str(source), "--out", str(out)])
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "store the object as 1" in result.output
+
+
+# --- rough errors: oversized images, truncated shards --------------------------------------
+
+def huge_jpeg(path, width=20000, height=10000):
+    """A small JPEG whose header claims ``width`` x ``height`` (as a decompression bomb does)."""
+    Image.fromarray(image_of(90)).save(path, format="JPEG")
+    data = bytearray(path.read_bytes())
+    start = data.index(b"\xff\xc0")  # SOF0: marker, length(2), precision(1), height(2), width(2)
+    data[start + 5:start + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    path.write_bytes(bytes(data))
+
+
+def test_an_oversized_image_is_named_with_the_limit(tmp_path):
+    for index in range(2):
+        write_pair(tmp_path, f"p{index}", image_of(10), two_class_label())
+    write_list(tmp_path, ["p0", "p1"])
+    huge_jpeg(tmp_path / "JPEGImages/p1.jpg")
+    report = check_dataset(tmp_path, "train")
+    assert len(report.problems) == 1, report.problems
+    assert report.problems == [f"{tmp_path / 'JPEGImages/p1.jpg'}: image of 200,000,000 pixels "
+                               f"is above the limit of 178,956,970 pixels (Pillow's "
+                               f"decompression-bomb guard); downscale it"]
+    with pytest.raises(ValueError, match=r"p1.jpg: image of 200,000,000 pixels .* 178,956,970"):
+        prepare_records(tmp_path, tmp_path / "records", ("train",))
+
+
+def test_an_oversized_annotation_is_named(tmp_path):
+    path = tmp_path / "huge.png"
+    huge_jpeg(path)  # the label reader refuses it before looking at the format
+    with pytest.raises(ValueError, match=r"huge.png: image of 200,000,000 pixels is above"):
+        read_label(path)

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
+from pixelwise.data.images import OversizedImageError, open_image
 from pixelwise.data.palette import read_label
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.data.voc import DEFAULT_SPLIT_SEED, Example, find_voc_root
@@ -132,12 +132,14 @@ def _check_pair(example: Example, spec: DatasetSpec, problems: list[str]) -> np.
         problems.append(f"{example.image_path}: image missing")
     else:
         try:
-            with Image.open(example.image_path) as image:
+            with open_image(example.image_path) as image:
                 image.load()
                 image_format, image_size = image.format, image.size
             if image_format != "JPEG":
                 problems.append(f"{example.image_path}: is a {image_format} file, not a JPEG; "
                                 f"re-save it as JPEG")
+        except OversizedImageError as error:
+            problems.append(str(error))
         except (OSError, SyntaxError, ValueError) as error:
             image_size = None
             problems.append(f"{example.image_path}: cannot decode the image: {error}")

@@ -42,6 +42,7 @@ import tensorflow as tf
 from PIL import Image
 
 from pixelwise.data.check import check_class_coverage
+from pixelwise.data.images import open_image
 from pixelwise.data.palette import read_label
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.data.voc import DEFAULT_SPLIT_SEED, SPLITS, Example, VOCLayout, find_voc_root
@@ -238,6 +239,11 @@ def _write_shard(path: Path, examples: list[Example],
 def encode_example(example: Example, spec: DatasetSpec) -> tuple[bytes, np.ndarray]:
     """Validate one pair and serialize it; also return its label map (for the counts)."""
     image_bytes = example.image_path.read_bytes()
+    try:  # the header alone: Pillow's pixel limit before TensorFlow decodes it
+        with open_image(example.image_path, io.BytesIO(image_bytes)):
+            pass
+    except (OSError, SyntaxError) as error:
+        raise ValueError(f"{example.image_path}: cannot decode the image: {error}") from None
     if not tf.io.is_jpeg(image_bytes):
         raise ValueError(f"{example.image_path}: not a JPEG image; re-save it as JPEG")
     try:  # as the pipeline will decode it
