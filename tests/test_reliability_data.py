@@ -2,16 +2,18 @@
 images and truncated shards named, and images read in any format the pipeline decodes."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from aligned_voc import make_aligned_voc
 from pixelwise.cli import cli
 from pixelwise.data.check import ClassCoverageError, check_class_coverage, check_dataset
 from pixelwise.data.palette import read_label, write_label
-from pixelwise.data.records import prepare_records
+from pixelwise.data.records import RecordsSource, prepare_records, verify_shards
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.data.voc import find_voc_root, read_list
 
@@ -150,3 +152,42 @@ def test_an_oversized_annotation_is_named(tmp_path):
     huge_jpeg(path)  # the label reader refuses it before looking at the format
     with pytest.raises(ValueError, match=r"huge.png: image of 200,000,000 pixels is above"):
         read_label(path)
+
+
+@pytest.fixture(scope="module")
+def small_records(tmp_path_factory):
+    voc = make_aligned_voc(tmp_path_factory.mktemp("voc"),
+                           {"train": [(32, 32)] * 5, "val": [(32, 32)] * 2}, seed=3)
+    out = tmp_path_factory.mktemp("records")
+    prepare_records(voc, out, ("train",), examples_per_shard=2)
+    return out
+
+
+def copy_records(small_records, tmp_path):
+    return shutil.copytree(small_records, tmp_path / "records")
+
+
+def test_complete_shards_verify(small_records):
+    verify_shards(small_records, "train")
+    RecordsSource.open(small_records)
+
+
+@pytest.mark.parametrize("cut", [1, 30])
+def test_a_truncated_shard_is_named(small_records, tmp_path, cut):
+    records = copy_records(small_records, tmp_path)
+    shard = records / "train-00001-of-00003.tfrecord"
+    shard.write_bytes(shard.read_bytes()[:-cut])
+    with pytest.raises(ValueError, match=r"train-00001-of-00003.tfrecord: .*truncated.*"
+                                         r"rerun `pixelwise data prepare .* --split train`"):
+        RecordsSource.open(records)
+
+
+def test_a_shard_cut_at_a_record_boundary_is_named(small_records, tmp_path):
+    records = copy_records(small_records, tmp_path)
+    shard = records / "train-00000-of-00003.tfrecord"
+    data = shard.read_bytes()
+    first_length = int.from_bytes(data[:8], "little")
+    shard.write_bytes(data[:12 + first_length + 4])  # the first of its two records
+    with pytest.raises(ValueError, match=r"train-00000-of-00003.tfrecord: holds 1 record\(s\), "
+                                         r"the manifest says 2"):
+        verify_shards(records, "train")

@@ -44,6 +44,7 @@ from PIL import Image
 from pixelwise.data.check import check_class_coverage
 from pixelwise.data.images import open_image
 from pixelwise.data.palette import read_label
+from pixelwise.data.shards import verify_split_shards
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.data.voc import DEFAULT_SPLIT_SEED, SPLITS, Example, VOCLayout, find_voc_root
 
@@ -194,6 +195,7 @@ def _write_split(layout: VOCLayout, split: str, key: str, split_seed: int, spec:
     return {
         "num_examples": len(examples),
         "shards": shard_files,
+        "shard_examples": [len(examples_in_shard) for examples_in_shard in shard_examples],
         "list_file": str(list_file),
         "list_sha256": hashlib.sha256(list_file.read_bytes()).hexdigest(),
         "names_sha256": _names_checksum(names),
@@ -339,6 +341,22 @@ def read_manifest(records_dir: str | Path) -> dict:
     return manifest
 
 
+def verify_shards(records_dir: str | Path, split: str | None = None, *,
+                  manifest: dict | None = None) -> None:
+    """Check that the shards of ``split`` (default: every prepared split) are all there,
+    whole, and hold the manifest's number of records (``shards.verify_split_shards``);
+    FileNotFoundError or ``ShardError`` (a ValueError) naming the shard and the rerun."""
+    root = Path(records_dir)
+    manifest = manifest or read_manifest(root)
+    keys = list(manifest["splits"]) if split is None else [split_key(split)]
+    for key in keys:
+        if key not in manifest["splits"]:
+            raise ValueError(f"{root}: split {key!r} was not prepared")
+        fix = (f"rerun `pixelwise data prepare {manifest.get('source', 'SOURCE')} --out {root} "
+               f"--split {key}`")
+        verify_split_shards(root, key, manifest["splits"][key], fix)
+
+
 @dataclass
 class RecordsSource:
     """A records folder written by ``prepare_records``, as a pipeline ``DataSource``.
@@ -356,11 +374,7 @@ class RecordsSource:
     def open(cls, records_dir: str | Path) -> "RecordsSource":
         root = Path(records_dir)
         manifest = read_manifest(root)
-        for key, split in manifest["splits"].items():
-            missing = [name for name in split["shards"] if not (root / name).is_file()]
-            if missing:
-                raise FileNotFoundError(f"{root}: split {key!r} misses shard(s) "
-                                        f"{', '.join(missing)}; rerun `pixelwise data prepare`")
+        verify_shards(root, manifest=manifest)
         return cls(root, manifest)
 
     @property
@@ -431,4 +445,4 @@ class RecordsSource:
 
 
 __all__ = ["MANIFEST_FILENAME", "prepare_records", "read_manifest", "RecordsSource",
-           "shard_name", "split_key", "encode_example"]
+           "shard_name", "split_key", "encode_example", "verify_shards"]
