@@ -191,3 +191,26 @@ def test_a_shard_cut_at_a_record_boundary_is_named(small_records, tmp_path):
     with pytest.raises(ValueError, match=r"train-00000-of-00003.tfrecord: holds 1 record\(s\), "
                                          r"the manifest says 2"):
         verify_shards(records, "train")
+
+
+# --- CamVid readiness: PNG and BMP images ---------------------------------------------------
+
+@pytest.mark.parametrize("image_format", ["PNG", "BMP"])
+def test_png_and_bmp_images_are_accepted(tmp_path, image_format):
+    write_pair(tmp_path, "a", image_of(50), two_class_label())
+    write_pair(tmp_path, "b", image_of(90), two_class_label(), image_format=image_format)
+    write_list(tmp_path, ["a", "b"])
+    report = check_dataset(tmp_path, "train")
+    assert report.ok, report.problems
+    manifest = prepare_records(tmp_path, tmp_path / "records", ("train",))
+    assert manifest["splits"]["train"]["num_examples"] == 2
+
+
+def test_formats_the_pipeline_cannot_decode_are_named(tmp_path):
+    write_pair(tmp_path, "a", image_of(50), two_class_label(), image_format="TIFF")
+    write_list(tmp_path, ["a"])
+    report = check_dataset(tmp_path, "train")
+    assert report.problems == [f"{tmp_path / 'JPEGImages/a.jpg'}: is a TIFF file; images must "
+                               f"be JPEG, PNG, BMP or GIF: re-save it as JPEG or PNG"]
+    with pytest.raises(ValueError, match=r"a.jpg: is a TIFF file; images must be JPEG, PNG"):
+        prepare_records(tmp_path, tmp_path / "records", ("train",))

@@ -1,7 +1,7 @@
 """Check a dataset split before preparing or training on it.
 
 Every image/annotation pair of the split is opened: both files must exist and decode
-(the image as a JPEG), have the same size, and the annotation must hold class indices
+(the image as JPEG, PNG, BMP or GIF, see ``pixelwise.data.images``), have the same size, and the annotation must hold class indices
 (palette or single-channel PNG, values below the number of classes, or the ignore
 label). Every problem is collected with its file name, not just the first; per-class
 pixel counts and frequencies come with the report.
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pixelwise.data.images import OversizedImageError, open_image
+from pixelwise.data.images import OversizedImageError, open_image, unsupported_format
 from pixelwise.data.palette import read_label
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.data.voc import DEFAULT_SPLIT_SEED, Example, find_voc_root
@@ -135,9 +135,8 @@ def _check_pair(example: Example, spec: DatasetSpec, problems: list[str]) -> np.
             with open_image(example.image_path) as image:
                 image.load()
                 image_format, image_size = image.format, image.size
-            if image_format != "JPEG":
-                problems.append(f"{example.image_path}: is a {image_format} file, not a JPEG; "
-                                f"re-save it as JPEG")
+            if unsupported_format(example.image_path, image_format):
+                problems.append(unsupported_format(example.image_path, image_format))
         except OversizedImageError as error:
             problems.append(str(error))
         except (OSError, SyntaxError, ValueError) as error:

@@ -10,12 +10,12 @@ A records folder:
     train-00000-of-00006.tfrecord       one tf.train.Example per image/annotation pair
     ...
 
-Each record holds the image file's own bytes (JPEG, so nothing is re-encoded and the
-pixels equal the folder's), the annotation as a single-channel ("L") PNG of class indices
+Each record holds the image file's own bytes (JPEG, PNG, BMP or GIF: nothing is re-encoded
+and the pixels equal the folder's), the annotation as a single-channel ("L") PNG of class indices
 (so ``tf.io.decode_png(channels=1)`` gives the indices), the name, height and width.
 
 ``prepare_records`` streams: one pair in memory at a time, each validated as it goes (the
-image is a JPEG that decodes, the annotation holds class indices of the image's size). A
+image is a JPEG, PNG, BMP or GIF that decodes, the annotation holds class indices of the image's size). A
 shard is written under a ``.tmp`` name and renamed when complete, so an interrupted run
 leaves no half shard; a rerun keeps the complete shards whose names match and writes the
 rest (it trusts that files of the same name did not change; delete the folder otherwise).
@@ -42,7 +42,7 @@ import tensorflow as tf
 from PIL import Image
 
 from pixelwise.data.check import check_class_coverage
-from pixelwise.data.images import open_image
+from pixelwise.data.images import open_image, unsupported_format
 from pixelwise.data.palette import read_label
 from pixelwise.data.shards import verify_split_shards
 from pixelwise.data.spec import DatasetSpec
@@ -241,16 +241,17 @@ def _write_shard(path: Path, examples: list[Example],
 def encode_example(example: Example, spec: DatasetSpec) -> tuple[bytes, np.ndarray]:
     """Validate one pair and serialize it; also return its label map (for the counts)."""
     image_bytes = example.image_path.read_bytes()
-    try:  # the header alone: Pillow's pixel limit before TensorFlow decodes it
-        with open_image(example.image_path, io.BytesIO(image_bytes)):
-            pass
+    try:  # the header alone: the format, and Pillow's pixel limit before decoding
+        with open_image(example.image_path, io.BytesIO(image_bytes)) as image:
+            image_format = image.format
     except (OSError, SyntaxError) as error:
         raise ValueError(f"{example.image_path}: cannot decode the image: {error}") from None
-    if not tf.io.is_jpeg(image_bytes):
-        raise ValueError(f"{example.image_path}: not a JPEG image; re-save it as JPEG")
+    if unsupported_format(example.image_path, image_format):
+        raise ValueError(unsupported_format(example.image_path, image_format))
     try:  # as the pipeline will decode it
-        image_shape = tf.io.decode_jpeg(image_bytes, channels=3,
-                                        dct_method="INTEGER_ACCURATE").shape
+        image_shape = (tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE")
+                       if image_format == "JPEG" else
+                       tf.io.decode_image(image_bytes, channels=3, expand_animations=False)).shape
     except (tf.errors.InvalidArgumentError, ValueError) as error:
         message = getattr(error, "message", str(error))
         raise ValueError(f"{example.image_path}: cannot decode the image: {message}") from None
