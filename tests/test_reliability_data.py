@@ -14,6 +14,7 @@ from pixelwise.cli import cli
 from pixelwise.data.check import ClassCoverageError, check_class_coverage, check_dataset
 from pixelwise.data.palette import read_label, write_label
 from pixelwise.data.records import RecordsSource, prepare_records, verify_shards
+from pixelwise.data.rgb_masks import read_rgb_mask
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.data.voc import find_voc_root, read_list
 
@@ -152,6 +153,8 @@ def test_an_oversized_annotation_is_named(tmp_path):
     huge_jpeg(path)  # the label reader refuses it before looking at the format
     with pytest.raises(ValueError, match=r"huge.png: image of 200,000,000 pixels is above"):
         read_label(path)
+    with pytest.raises(ValueError, match=r"huge.png: image of 200,000,000 pixels is above"):
+        read_rgb_mask(path, BINARY)
 
 
 @pytest.fixture(scope="module")
