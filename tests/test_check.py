@@ -203,13 +203,13 @@ def test_undecodable_and_wrong_format_files_are_reported_by_name(tmp_path):
     root = make_dataset(tmp_path, {name: (random_image(), blocks_label())
                                    for name in ("broken", "png_inside", "rgb_label", "fine")})
     (root / "JPEGImages/broken.jpg").write_bytes(b"not a jpeg at all")
-    Image.fromarray(random_image()).save(root / "JPEGImages/png_inside.jpg", format="PNG")
+    Image.fromarray(random_image()).save(root / "JPEGImages/png_inside.jpg", format="TIFF")
     Image.fromarray(colorize(blocks_label())).save(root / "SegmentationClass/rgb_label.png")
     report = check_dataset(root, "train")
     assert len(report.problems) == 3, report.problems
     text = "\n".join(report.problems)
     assert "broken.jpg: cannot decode the image" in text
-    assert "png_inside.jpg: is a PNG file, not a JPEG" in text
+    assert "png_inside.jpg: is a TIFF file; images must be JPEG, PNG, BMP or GIF" in text
     assert "rgb_label.png: annotation has mode RGB" in text and "import-rgb-masks" in text
     assert "fine" not in text
 

@@ -160,7 +160,7 @@ def test_rerun_with_other_shard_size_replaces_the_shards(voc_root, tmp_path):
     ("size", r"train_001.png: annotation is 64x40 but the image is 64x96 \(width x height\)"),
     ("rgb label", r"train_001.png: annotation has mode RGB"),
     ("broken image", r"train_001.jpg: cannot decode the image"),
-    ("png image", r"train_001.jpg: not a JPEG image; re-save it as JPEG"),
+    ("tiff image", r"train_001.jpg: is a TIFF file; images must be JPEG, PNG, BMP or GIF"),
 ])
 def test_invalid_pairs_are_named(voc_root, tmp_path, problem, message):
     source = tmp_path / "voc"
@@ -172,7 +172,7 @@ def test_invalid_pairs_are_named(voc_root, tmp_path, problem, message):
     elif problem == "broken image":
         (source / "JPEGImages/train_001.jpg").write_bytes(b"\xff\xd8\xff not really a JPEG")
     else:
-        Image.new("RGB", (64, 96)).save(source / "JPEGImages/train_001.jpg", format="PNG")
+        Image.new("RGB", (64, 96)).save(source / "JPEGImages/train_001.jpg", format="TIFF")
     with pytest.raises(ValueError, match=message):
         prepare_records(source, tmp_path / "records", ("train",))
     assert not (tmp_path / "records" / "manifest.json").exists()

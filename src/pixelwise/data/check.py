@@ -1,13 +1,17 @@
 """Check a dataset split before preparing or training on it.
 
 Every image/annotation pair of the split is opened: both files must exist and decode
-(the image as a JPEG), have the same size, and the annotation must hold class indices
+(the image as JPEG, PNG, BMP or GIF, see ``pixelwise.data.images``), have the same size, and the annotation must hold class indices
 (palette or single-channel PNG, values below the number of classes, or the ignore
 label). Every problem is collected with its file name, not just the first; per-class
 pixel counts and frequencies come with the report.
 
     report = check_dataset("data/VOCdevkit/VOC2012", "train")
     print(report.format())
+
+A training split must label at least two classes (``check_class_coverage``): binary masks
+stored as 0/255 hold one class and the ignore label, and train to a perfect, meaningless
+score.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
+from pixelwise.data.images import OversizedImageError, open_image, unsupported_format
 from pixelwise.data.palette import read_label
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.data.voc import DEFAULT_SPLIT_SEED, Example, find_voc_root
@@ -128,12 +132,13 @@ def _check_pair(example: Example, spec: DatasetSpec, problems: list[str]) -> np.
         problems.append(f"{example.image_path}: image missing")
     else:
         try:
-            with Image.open(example.image_path) as image:
+            with open_image(example.image_path) as image:
                 image.load()
                 image_format, image_size = image.format, image.size
-            if image_format != "JPEG":
-                problems.append(f"{example.image_path}: is a {image_format} file, not a JPEG; "
-                                f"re-save it as JPEG")
+            if unsupported_format(example.image_path, image_format):
+                problems.append(unsupported_format(example.image_path, image_format))
+        except OversizedImageError as error:
+            problems.append(str(error))
         except (OSError, SyntaxError, ValueError) as error:
             image_size = None
             problems.append(f"{example.image_path}: cannot decode the image: {error}")
@@ -159,6 +164,36 @@ def _check_pair(example: Example, spec: DatasetSpec, problems: list[str]) -> np.
     return value_counts
 
 
+class ClassCoverageError(ValueError):
+    """A training split whose annotations label fewer than two classes."""
+
+
+def check_class_coverage(class_pixel_counts, spec: DatasetSpec, split: str) -> None:
+    """Raise ClassCoverageError unless at least two classes have labelled pixels.
+
+    Args:
+        class_pixel_counts: pixels per class over the split's annotations, [num_classes]
+            (the ignore label not included), as ``CheckReport.class_pixel_counts``, a
+            records manifest's or ``DataSource.class_pixel_counts`` give them.
+        spec: the dataset's classes and ignore label.
+        split: the split's name, for the message.
+    """
+    present = np.flatnonzero(np.asarray(class_pixel_counts)[: spec.num_classes]).tolist()
+    if len(present) >= 2:
+        return
+    ignore = spec.ignore_label
+    if present:
+        what = (f"only class {present[0]} ({spec.class_names[present[0]]}) has labelled pixels, "
+                f"the rest is the ignore label {ignore}")
+    else:
+        what = f"no labelled pixels: every pixel is the ignore label {ignore}"
+    raise ClassCoverageError(
+        f"split {split!r}: {what}; a model trained on it reaches a perfect, meaningless score. "
+        f"If the masks are binary 0/{ignore}: store the object as 1; {ignore} means ignore "
+        f"(label_map[label_map == {ignore}] = 1), and name two classes in "
+        f"pixelwise_dataset.json")
+
+
 def _label_warnings(value_counts: np.ndarray, spec: DatasetSpec) -> list[str]:
     warnings = []
     present = set(np.flatnonzero(value_counts).tolist())
@@ -175,4 +210,4 @@ def _label_warnings(value_counts: np.ndarray, spec: DatasetSpec) -> list[str]:
     return warnings
 
 
-__all__ = ["CheckReport", "check_dataset"]
+__all__ = ["CheckReport", "ClassCoverageError", "check_class_coverage", "check_dataset"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pixelwise.data.images import open_image
 from pixelwise.data.spec import IGNORE_LABEL, DatasetSpec
 
 # PIL modes whose pixel values can be class indices as they are.
@@ -21,7 +22,7 @@ def read_label(path: str | Path) -> np.ndarray:
     """Read a palette or single-channel annotation PNG as a uint8 [H, W] class-index map."""
     path = Path(path)
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             if image.mode not in INDEX_MODES:
                 raise ValueError(
                     f"{path}: annotation has mode {image.mode}, expected a palette (P) or "

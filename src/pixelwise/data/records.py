@@ -10,12 +10,12 @@ A records folder:
     train-00000-of-00006.tfrecord       one tf.train.Example per image/annotation pair
     ...
 
-Each record holds the image file's own bytes (JPEG, so nothing is re-encoded and the
-pixels equal the folder's), the annotation as a single-channel ("L") PNG of class indices
+Each record holds the image file's own bytes (JPEG, PNG, BMP or GIF: nothing is re-encoded
+and the pixels equal the folder's), the annotation as a single-channel ("L") PNG of class indices
 (so ``tf.io.decode_png(channels=1)`` gives the indices), the name, height and width.
 
 ``prepare_records`` streams: one pair in memory at a time, each validated as it goes (the
-image is a JPEG that decodes, the annotation holds class indices of the image's size). A
+image is a JPEG, PNG, BMP or GIF that decodes, the annotation holds class indices of the image's size). A
 shard is written under a ``.tmp`` name and renamed when complete, so an interrupted run
 leaves no half shard; a rerun keeps the complete shards whose names match and writes the
 rest (it trusts that files of the same name did not change; delete the folder otherwise).
@@ -41,7 +41,10 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from pixelwise.data.check import check_class_coverage
+from pixelwise.data.images import open_image, unsupported_format
 from pixelwise.data.palette import read_label
+from pixelwise.data.shards import verify_split_shards
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.data.voc import DEFAULT_SPLIT_SEED, SPLITS, Example, VOCLayout, find_voc_root
 
@@ -92,6 +95,8 @@ def prepare_records(source: str | Path, out_dir: str | Path, splits: tuple[str, 
 
     Raises ValueError naming the file when a pair is invalid, FileNotFoundError when a
     split's list or listed files are missing. Shards completed before the error stay.
+    A training split (one whose name starts with "train") that labels fewer than two
+    classes raises ``ClassCoverageError`` and its shards are removed.
     """
     layout = find_voc_root(source)
     spec = layout.spec
@@ -178,11 +183,19 @@ def _write_split(layout: VOCLayout, split: str, key: str, split_seed: int, spec:
         for size in shard_sizes:
             sizes[size] = sizes.get(size, 0) + 1
     class_counts = value_counts[: spec.num_classes]
+    if key.startswith("train"):
+        try:
+            check_class_coverage(class_counts, spec, key)
+        except ValueError:
+            for path in paths:  # a rerun after fixing the labels must not keep them
+                path.unlink(missing_ok=True)
+            raise
     labelled = int(class_counts.sum())
     names = [example.name for example in examples]
     return {
         "num_examples": len(examples),
         "shards": shard_files,
+        "shard_examples": [len(examples_in_shard) for examples_in_shard in shard_examples],
         "list_file": str(list_file),
         "list_sha256": hashlib.sha256(list_file.read_bytes()).hexdigest(),
         "names_sha256": _names_checksum(names),
@@ -228,11 +241,17 @@ def _write_shard(path: Path, examples: list[Example],
 def encode_example(example: Example, spec: DatasetSpec) -> tuple[bytes, np.ndarray]:
     """Validate one pair and serialize it; also return its label map (for the counts)."""
     image_bytes = example.image_path.read_bytes()
-    if not tf.io.is_jpeg(image_bytes):
-        raise ValueError(f"{example.image_path}: not a JPEG image; re-save it as JPEG")
+    try:  # the header alone: the format, and Pillow's pixel limit before decoding
+        with open_image(example.image_path, io.BytesIO(image_bytes)) as image:
+            image_format = image.format
+    except (OSError, SyntaxError) as error:
+        raise ValueError(f"{example.image_path}: cannot decode the image: {error}") from None
+    if unsupported_format(example.image_path, image_format):
+        raise ValueError(unsupported_format(example.image_path, image_format))
     try:  # as the pipeline will decode it
-        image_shape = tf.io.decode_jpeg(image_bytes, channels=3,
-                                        dct_method="INTEGER_ACCURATE").shape
+        image_shape = (tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE")
+                       if image_format == "JPEG" else
+                       tf.io.decode_image(image_bytes, channels=3, expand_animations=False)).shape
     except (tf.errors.InvalidArgumentError, ValueError) as error:
         message = getattr(error, "message", str(error))
         raise ValueError(f"{example.image_path}: cannot decode the image: {message}") from None
@@ -323,6 +342,22 @@ def read_manifest(records_dir: str | Path) -> dict:
     return manifest
 
 
+def verify_shards(records_dir: str | Path, split: str | None = None, *,
+                  manifest: dict | None = None) -> None:
+    """Check that the shards of ``split`` (default: every prepared split) are all there,
+    whole, and hold the manifest's number of records (``shards.verify_split_shards``);
+    FileNotFoundError or ``ShardError`` (a ValueError) naming the shard and the rerun."""
+    root = Path(records_dir)
+    manifest = manifest or read_manifest(root)
+    keys = list(manifest["splits"]) if split is None else [split_key(split)]
+    for key in keys:
+        if key not in manifest["splits"]:
+            raise ValueError(f"{root}: split {key!r} was not prepared")
+        fix = (f"rerun `pixelwise data prepare {manifest.get('source', 'SOURCE')} --out {root} "
+               f"--split {key}`")
+        verify_split_shards(root, key, manifest["splits"][key], fix)
+
+
 @dataclass
 class RecordsSource:
     """A records folder written by ``prepare_records``, as a pipeline ``DataSource``.
@@ -340,11 +375,7 @@ class RecordsSource:
     def open(cls, records_dir: str | Path) -> "RecordsSource":
         root = Path(records_dir)
         manifest = read_manifest(root)
-        for key, split in manifest["splits"].items():
-            missing = [name for name in split["shards"] if not (root / name).is_file()]
-            if missing:
-                raise FileNotFoundError(f"{root}: split {key!r} misses shard(s) "
-                                        f"{', '.join(missing)}; rerun `pixelwise data prepare`")
+        verify_shards(root, manifest=manifest)
         return cls(root, manifest)
 
     @property
@@ -415,4 +446,4 @@ class RecordsSource:
 
 
 __all__ = ["MANIFEST_FILENAME", "prepare_records", "read_manifest", "RecordsSource",
-           "shard_name", "split_key", "encode_example"]
+           "shard_name", "split_key", "encode_example", "verify_shards"]

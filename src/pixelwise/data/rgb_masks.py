@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from pixelwise.data.images import open_image
 from pixelwise.data.palette import rgb_to_index, write_label
 from pixelwise.data.spec import DatasetSpec
 
@@ -70,7 +70,7 @@ def read_rgb_mask(path: str | Path, spec: DatasetSpec,
     """One RGB mask file -> uint8 class-index map; errors name the file and unknown colours."""
     path = Path(path)
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 rgba = np.array(image.convert("RGBA"))
                 if (rgba[..., 3] < 255).any():

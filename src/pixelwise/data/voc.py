@@ -2,9 +2,9 @@
 
 A dataset in this layout (VOC itself, the synthetic set, or a user's own):
 
-    ROOT/JPEGImages/NAME.jpg
+    ROOT/JPEGImages/NAME.jpg                 (or NAME.jpeg, NAME.png, NAME.bmp)
     ROOT/SegmentationClass/NAME.png          palette or single-channel class indices
-    ROOT/ImageSets/Segmentation/SPLIT.txt    one NAME per line
+    ROOT/ImageSets/Segmentation/SPLIT.txt    one NAME per line, kept whole (dots, spaces)
     ROOT/pixelwise_dataset.json              optional: class names, colours, ignore label
 
 Splits: ``train``; ``val`` and ``test``, the two halves of val.txt after a seeded
@@ -15,6 +15,7 @@ or the path of any list file.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,11 @@ LABEL_DIR = "SegmentationClass"
 AUG_LABEL_DIR = "SegmentationClassAug"
 SETS_DIR = Path("ImageSets") / "Segmentation"
 AUG_SETS_DIR = Path("ImageSets") / "SegmentationAug"
+# An image is NAME.jpg, or else the first of these that exists.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG", ".BMP")
+_FILE_SUFFIX = re.compile(r"\.(jpe?g|png|bmp|gif)$", re.IGNORECASE)
+_PATH_PAIR = re.compile(r"^(\S.*?\.(?:jpe?g|png|bmp|gif))\s+\S.*\.(?:jpe?g|png|bmp|gif)$",
+                        re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,15 @@ class VOCLayout:
         raise ValueError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}, "
                          f"the name of a list in {self.sets_dir}, or the path of a list file")
 
+    def image_path(self, name: str) -> Path:
+        """``JPEGImages/NAME.jpg``, or the NAME with another image suffix where only that
+        exists (a missing image is named by its .jpg path)."""
+        for suffix in IMAGE_SUFFIXES:
+            path = self.image_dir / f"{name}{suffix}"
+            if path.is_file():
+                return path
+        return self.image_dir / f"{name}.jpg"
+
     def label_dir_for(self, split: str) -> Path:
         return self.root / AUG_LABEL_DIR if split == "train_aug" else self.label_dir
 
@@ -100,7 +115,7 @@ class VOCLayout:
         lists them (the first twenty, and how many in all).
         """
         label_dir = self.label_dir_for(split)
-        examples = [Example(name, self.image_dir / f"{name}.jpg", label_dir / f"{name}.png")
+        examples = [Example(name, self.image_path(name), label_dir / f"{name}.png")
                     for name in self.split_names(split, seed)]
         if must_exist:
             missing = [str(path) for example in examples
@@ -115,14 +130,29 @@ class VOCLayout:
 
 
 def read_list(list_file: Path) -> list[str]:
-    """Names from a list file: one per line, first column, blank lines skipped."""
-    names = []
-    for line in Path(list_file).read_text().splitlines():
-        fields = line.split()
-        if fields:
-            # SBD-style lists may hold paths ("/JPEGImages/NAME.jpg /Segm.../NAME.png").
-            names.append(Path(fields[0]).stem)
-    return names
+    """Names from a list file, blank lines skipped.
+
+    A line is a name kept whole (``frame.001``, ``my photo 1``), or an image path and an
+    annotation path (SBD's ``/JPEGImages/NAME.jpg /SegmentationClassAug/NAME.png``,
+    SegNet's CamVid lists), or one path: a path gives its file name without the image suffix.
+    """
+    return [name for name in map(list_name, Path(list_file).read_text().splitlines()) if name]
+
+
+def list_name(line: str) -> str:
+    """The name one list line stands for ("" for a blank line); see ``read_list``."""
+    line = line.strip()
+    pair = _PATH_PAIR.match(line)
+    fields = line.split()
+    if pair:
+        entry = pair.group(1)
+    elif len(fields) == 2 and all("/" in field for field in fields):
+        entry = fields[0]
+    else:
+        entry = line
+    if "/" not in entry and not _FILE_SUFFIX.search(entry):
+        return entry
+    return _FILE_SUFFIX.sub("", entry.rsplit("/", 1)[-1])
 
 
 def halve(names: list[str], seed: int = DEFAULT_SPLIT_SEED) -> tuple[list[str], list[str]]:
