@@ -87,11 +87,24 @@ def test_bad_annotations_raise_naming_the_file(kind, message):
         decode_label(tf.constant(contents), SPEC, "odd/2007_x.png")
 
 
-def test_images_that_are_not_jpegs_raise_naming_the_file():
-    contents = _png_bytes(Image.new("RGB", (8, 8)))
+@pytest.mark.parametrize("image_format", ["PNG", "BMP", "GIF"])
+def test_png_bmp_and_gif_images_decode_whatever_their_name(image_format):
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, size=(6, 9, 3)).astype(np.uint8)
+    buffer = io.BytesIO()
+    image = Image.fromarray(pixels)
+    (image.convert("P") if image_format == "GIF" else image).save(buffer, format=image_format)
+    expected = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    decoded = decode_image(tf.constant(buffer.getvalue()), "photos/a.jpg").numpy()
+    np.testing.assert_array_equal(decoded, expected)
+
+
+def test_images_of_other_formats_raise_naming_the_file():
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="TIFF")
     with pytest.raises(tf.errors.InvalidArgumentError,
-                       match="photos/a.jpg: not a JPEG image; re-save it as JPEG"):
-        decode_image(tf.constant(contents), "photos/a.jpg")
+                       match="photos/a.jpg: not a JPEG, PNG, BMP or GIF image"):
+        decode_image(tf.constant(buffer.getvalue()), "photos/a.jpg")
 
 
 @pytest.mark.parametrize("mode", ["L", "CMYK"])

@@ -3,12 +3,12 @@
     raw = data_source.read(element)          # see data.sources
     example = decode_example(raw, spec)      # {"name", "image": [H,W,3], "label": [H,W]}
 
-JPEGs decode with ``tf.io.decode_jpeg`` (grayscale and CMYK files come out RGB, and the
+Images decode whatever their format (JPEG with ``tf.io.decode_jpeg`` (grayscale and CMYK files come out RGB, and the
 accurate integer IDCT gives the same pixels as PIL); annotations are PNGs read as class
 indices, equal to ``palette.read_label`` (a single-channel PNG directly; a palette PNG by
 swapping its palette for a gray ramp, so the decoded values are the indices whatever the
 palette's colours). Values that are neither a class nor the ignore label, images that are
-not JPEGs, annotations that are not palette or 8-bit single-channel PNGs, and pairs of
+not JPEG, PNG, BMP or GIF, annotations that are not palette or 8-bit single-channel PNGs, and pairs of
 different sizes stop the pipeline with an error naming the file.
 """
 
@@ -25,15 +25,26 @@ PNG_GRAY, PNG_PALETTE = 0, 3  # PNG colour types
 
 
 def decode_image(contents: tf.Tensor, file_name: tf.Tensor | str = "image") -> tf.Tensor:
-    """JPEG bytes -> uint8 RGB [H, W, 3]; grayscale and CMYK JPEGs come out RGB too.
+    """JPEG, PNG, BMP or GIF bytes (whatever the file's name says) -> uint8 RGB [H, W, 3].
 
-    The accurate integer IDCT gives the same pixels as PIL. Other formats raise an error
-    naming ``file_name`` (the VOC layout, and ``pixelwise data check``, want JPEGs).
+    JPEGs use the accurate integer IDCT, which gives the same pixels as PIL; grayscale,
+    CMYK and palette images come out RGB, an alpha channel is dropped, a GIF gives its
+    first frame. Other formats raise an error naming ``file_name``.
     """
-    check = _check(tf.io.is_jpeg(contents), file_name, ": not a JPEG image; re-save it as JPEG")
+    decodable = tf.reduce_any([tf.io.is_jpeg(contents)] + [
+        tf.strings.substr(contents, 0, len(magic)) == magic for magic in _OTHER_IMAGE_MAGICS])
+    check = _check(decodable, file_name,
+                   ": not a JPEG, PNG, BMP or GIF image; re-save it as JPEG or PNG")
     with tf.control_dependencies([check]):
-        image = tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE")
+        image = tf.cond(
+            tf.io.is_jpeg(contents),
+            lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
+            lambda: tf.io.decode_image(contents, channels=3, expand_animations=False))
     return tf.ensure_shape(image, [None, None, 3])
+
+
+# PNG, BMP, GIF: the formats tf.io.decode_image reads besides JPEG.
+_OTHER_IMAGE_MAGICS = (b"\x89PNG", b"BM", b"GIF8")
 
 
 def decode_label(contents: tf.Tensor, spec: DatasetSpec,

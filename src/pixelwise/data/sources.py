@@ -17,8 +17,8 @@ from typing import Protocol
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
+from pixelwise.data.images import open_image
 from pixelwise.data.palette import read_label
 from pixelwise.data.records import MANIFEST_FILENAME, RecordsSource
 from pixelwise.data.spec import DatasetSpec
@@ -83,10 +83,10 @@ class FolderSource:
 
     def image_sizes(self, split: str,
                     split_seed: int = DEFAULT_SPLIT_SEED) -> dict[tuple[int, int], int]:
-        """{(height, width): number of images} over the split (reads only the JPEG headers)."""
+        """{(height, width): number of images} over the split (reads only the image headers)."""
         sizes: dict[tuple[int, int], int] = {}
         for example in self.layout.examples(split, split_seed):
-            with Image.open(example.image_path) as image:
+            with open_image(example.image_path) as image:
                 size = (image.height, image.width)
             sizes[size] = sizes.get(size, 0) + 1
         return sizes
