@@ -11,14 +11,15 @@ from pixelwise.data.palette import read_label
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.evaluate import (
     Evaluation,
+    HardestImages,
     class_baseline,
     collapse_warning,
     evaluate_model,
-    predict_probabilities,
     write_evaluation,
 )
+from pixelwise.inference import KerasSegmenter, predict_probabilities
 from pixelwise.metrics import mean_iou
-from pixelwise.predict import collect_images, overlay, predict_images, predict_logits
+from pixelwise.predict import collect_images, overlay, predict_images
 from pixelwise.visualize import (
     PredictionRow,
     prediction_grid_figure,
@@ -162,8 +163,8 @@ def test_predict_images_of_any_size_writes_class_maps_and_overlays(tmp_path):
     Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(folder / "gray.png")
     (folder / "notes.txt").write_text("not an image")
     model = pointwise_model()
-    written = predict_images(model, SPEC, [folder], tmp_path / "out", input_multiple=16,
-                             progress=False)
+    written = predict_images(KerasSegmenter(model, SPEC, input_multiple=16), [folder],
+                             tmp_path / "out", progress=False)
     assert sorted(item.label_path.name for item in written) == ["gray.png", "tall.png", "wide.png"]
     sizes["gray"] = (20, 20)
     for item in written:
@@ -181,9 +182,10 @@ def test_predict_images_of_any_size_writes_class_maps_and_overlays(tmp_path):
 def test_predict_with_resize_maps_back_to_the_image_size(tmp_path):
     path = tmp_path / "a.jpg"
     Image.fromarray(np.full((30, 45, 3), 90, np.uint8)).save(path)
-    logits = predict_logits(pointwise_model(), np.asarray(Image.open(path)), input_multiple=16,
-                            input_size=(32, 32))
-    assert logits.shape == (30, 45, 3)
+    segmenter = KerasSegmenter(pointwise_model(), SPEC, input_multiple=16, fit_mode="resize",
+                               input_size=(32, 32))
+    probabilities = segmenter.probabilities(np.asarray(Image.open(path)))
+    assert probabilities.shape == (30, 45, 3)
 
 
 def test_predict_refuses_missing_paths_and_name_clashes(tmp_path):
@@ -196,12 +198,13 @@ def test_predict_refuses_missing_paths_and_name_clashes(tmp_path):
         (tmp_path / sub).mkdir()
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / sub / "same.jpg")
     with pytest.raises(ValueError, match="same.png"):
-        predict_images(pointwise_model(), SPEC, [tmp_path / "a", tmp_path / "b"], tmp_path / "o",
-                       progress=False)
+        predict_images(KerasSegmenter(pointwise_model(), SPEC), [tmp_path / "a", tmp_path / "b"],
+                       tmp_path / "o", progress=False)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(ValueError, match="broken.jpg"):
-        predict_images(pointwise_model(), SPEC, [broken], tmp_path / "o", progress=False)
+        predict_images(KerasSegmenter(pointwise_model(), SPEC), [broken], tmp_path / "o",
+                       progress=False)
 
 
 def test_overlay_blends_image_and_class_colours():

@@ -45,6 +45,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from pixelwise.io import parse_size
+
 PRECISIONS = ("float32", "mixed_bfloat16")
 RESULTS_MARKER = "pixelwise-benchmark"
 
@@ -108,14 +110,7 @@ class BenchmarkSettings:
 
 def parse_input_size(text: str) -> tuple[int, int]:
     """``"384"`` -> (384, 384); ``"384x512"`` -> (384, 512) (height x width)."""
-    height, _, width = text.lower().partition("x")
-    try:
-        size = (int(height), int(width or height))
-    except ValueError as error:
-        raise ValueError(f"input size {text!r}: expected S or HxW, e.g. 384 or 384x512") from error
-    if min(size) < 1:
-        raise ValueError(f"input size {text!r}: sizes must be positive")
-    return size
+    return parse_size(text, what="input size")
 
 
 def parse_thread_counts(text: str) -> tuple[int, ...]:
@@ -287,21 +282,14 @@ def export_tflite_for_timing(model: keras.Model, settings: BenchmarkSettings,
 
 
 def time_tflite(model_path: str | Path, settings: BenchmarkSettings, threads: int) -> float:
-    """Median latency (ms) of one batch-1 TFLite inference with ``threads`` threads."""
-    from pixelwise.export import make_interpreter
+    """Median latency (ms) of one batch-1 TFLite inference with ``threads`` threads, through
+    :class:`pixelwise.inference.TFLiteSegmenter` on a frame of the model's input size."""
+    from pixelwise.inference import TFLiteSegmenter
 
-    interpreter = make_interpreter(model_path, num_threads=threads)
-    input_details = interpreter.get_input_details()[0]
-    output_index = interpreter.get_output_details()[0]["index"]
-    frame = np.random.default_rng(4).integers(
-        0, 256, size=input_details["shape"]).astype(input_details["dtype"])
-
-    def invoke():
-        interpreter.set_tensor(input_details["index"], frame)
-        interpreter.invoke()
-        return interpreter.get_tensor(output_index)
-
-    return 1000.0 * median_seconds(invoke, repeats=settings.latency_repeats,
+    segmenter = TFLiteSegmenter(model_path, num_threads=threads)
+    frame = np.random.default_rng(4).integers(0, 256, (*segmenter.input_size, 3), dtype=np.uint8)
+    return 1000.0 * median_seconds(lambda: segmenter.predict_at_input_size(frame),
+                                   repeats=settings.latency_repeats,
                                    warmup=max(settings.warmup, 1))
 
 
