@@ -18,6 +18,7 @@ from pixelwise.evaluate import (
     write_evaluation,
 )
 from pixelwise.inference import KerasSegmenter, predict_probabilities
+from pixelwise.losses import build_loss, per_image_loss
 from pixelwise.metrics import mean_iou
 from pixelwise.predict import collect_images, overlay, predict_images
 from pixelwise.visualize import (
@@ -91,6 +92,36 @@ def test_evaluate_model_counts_every_labelled_pixel_and_ranks_the_hardest():
     assert evaluation.hardest[0][1] > evaluation.hardest[1][1] > 0
     assert [row.caption.split("\n")[0] for row in evaluation.hardest_rows] == ["b", "c"]
     assert evaluation.warnings == []
+
+
+def test_hardest_images_rank_by_loss_hardest_first():
+    rng = np.random.default_rng(8)
+    labels = rng.integers(0, 3, size=(7, 5, 5)).astype(np.uint8)
+    labels[3] = 255  # nothing labelled: loss 0
+    agreement = np.eye(3, dtype=np.float32)[np.where(labels == 255, 0, labels)]
+    # Image i gets logits that agree with its labels by a margin of (i - 3): image 0 is
+    # confidently wrong, image 6 confidently right.
+    logits = np.stack([agreement[i] * (i - 3) * 2.0 for i in range(7)])
+    losses = keras.ops.convert_to_numpy(per_image_loss(build_loss("ce", num_classes=3),
+                                                       labels, logits)).tolist()
+
+    def ranked(count):
+        worst, built = HardestImages(count), []
+        for index, loss in enumerate(losses):
+            worst.offer(loss, lambda index=index: built.append(index) or index)
+        return worst.worst_first(), built
+
+    hardest, built = ranked(3)
+    assert [index for _, index in hardest] == [0, 1, 2]
+    assert hardest[0][0] > hardest[1][0] > hardest[2][0]
+    assert built == [0, 1, 2]  # the easier images were never drawn
+    assert len(ranked(50)[0]) == 7 and ranked(0)[0] == []
+    # The easiest come last: image 6, then image 3 with nothing labelled (loss 0).
+    assert [index for _, index in ranked(7)[0][-2:]] == [6, 3]
+    ties = HardestImages(2)
+    for name in "abc":
+        ties.offer(1.0, lambda name=name: name)
+    assert [name for _, name in ties.worst_first()] == ["a", "b"]  # ties: the earlier first
 
 
 def test_evaluation_files_hold_the_scores(tmp_path):
