@@ -82,13 +82,8 @@ def keras_latency(model, size, arguments) -> dict[str, float]:
 
 
 def measure(arguments: argparse.Namespace) -> dict:
-    from pixelwise.export import (
-        TFLiteSegmenter,
-        check_export,
-        export_tflite,
-        quantization_name,
-        split_examples,
-    )
+    from pixelwise.export import check_export, export_tflite, quantization_name, split_examples
+    from pixelwise.inference import TFLiteSegmenter
 
     model, spec, size, multiple, config = build_or_load(arguments)
     quantizations = [None if name == "float32" else name for name in arguments.quantize.split(",")]

@@ -11,14 +11,16 @@ from pixelwise.data.palette import read_label
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.evaluate import (
     Evaluation,
+    HardestImages,
     class_baseline,
     collapse_warning,
     evaluate_model,
-    predict_probabilities,
     write_evaluation,
 )
+from pixelwise.inference import KerasSegmenter, predict_probabilities
+from pixelwise.losses import build_loss, per_image_loss
 from pixelwise.metrics import mean_iou
-from pixelwise.predict import collect_images, overlay, predict_images, predict_logits
+from pixelwise.predict import collect_images, overlay, predict_images
 from pixelwise.visualize import (
     PredictionRow,
     prediction_grid_figure,
@@ -92,6 +94,36 @@ def test_evaluate_model_counts_every_labelled_pixel_and_ranks_the_hardest():
     assert evaluation.warnings == []
 
 
+def test_hardest_images_rank_by_loss_hardest_first():
+    rng = np.random.default_rng(8)
+    labels = rng.integers(0, 3, size=(7, 5, 5)).astype(np.uint8)
+    labels[3] = 255  # nothing labelled: loss 0
+    agreement = np.eye(3, dtype=np.float32)[np.where(labels == 255, 0, labels)]
+    # Image i gets logits that agree with its labels by a margin of (i - 3): image 0 is
+    # confidently wrong, image 6 confidently right.
+    logits = np.stack([agreement[i] * (i - 3) * 2.0 for i in range(7)])
+    losses = keras.ops.convert_to_numpy(per_image_loss(build_loss("ce", num_classes=3),
+                                                       labels, logits)).tolist()
+
+    def ranked(count):
+        worst, built = HardestImages(count), []
+        for index, loss in enumerate(losses):
+            worst.offer(loss, lambda index=index: built.append(index) or index)
+        return worst.worst_first(), built
+
+    hardest, built = ranked(3)
+    assert [index for _, index in hardest] == [0, 1, 2]
+    assert hardest[0][0] > hardest[1][0] > hardest[2][0]
+    assert built == [0, 1, 2]  # the easier images were never drawn
+    assert len(ranked(50)[0]) == 7 and ranked(0)[0] == []
+    # The easiest come last: image 6, then image 3 with nothing labelled (loss 0).
+    assert [index for _, index in ranked(7)[0][-2:]] == [6, 3]
+    ties = HardestImages(2)
+    for name in "abc":
+        ties.offer(1.0, lambda name=name: name)
+    assert [name for _, name in ties.worst_first()] == ["a", "b"]  # ties: the earlier first
+
+
 def test_evaluation_files_hold_the_scores(tmp_path):
     label_maps = np.zeros((2, 8, 8), np.uint8)
     label_maps[:, :3] = 1
@@ -162,8 +194,8 @@ def test_predict_images_of_any_size_writes_class_maps_and_overlays(tmp_path):
     Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(folder / "gray.png")
     (folder / "notes.txt").write_text("not an image")
     model = pointwise_model()
-    written = predict_images(model, SPEC, [folder], tmp_path / "out", input_multiple=16,
-                             progress=False)
+    written = predict_images(KerasSegmenter(model, SPEC, input_multiple=16), [folder],
+                             tmp_path / "out", progress=False)
     assert sorted(item.label_path.name for item in written) == ["gray.png", "tall.png", "wide.png"]
     sizes["gray"] = (20, 20)
     for item in written:
@@ -181,9 +213,10 @@ def test_predict_images_of_any_size_writes_class_maps_and_overlays(tmp_path):
 def test_predict_with_resize_maps_back_to_the_image_size(tmp_path):
     path = tmp_path / "a.jpg"
     Image.fromarray(np.full((30, 45, 3), 90, np.uint8)).save(path)
-    logits = predict_logits(pointwise_model(), np.asarray(Image.open(path)), input_multiple=16,
-                            input_size=(32, 32))
-    assert logits.shape == (30, 45, 3)
+    segmenter = KerasSegmenter(pointwise_model(), SPEC, input_multiple=16, fit_mode="resize",
+                               input_size=(32, 32))
+    probabilities = segmenter.probabilities(np.asarray(Image.open(path)))
+    assert probabilities.shape == (30, 45, 3)
 
 
 def test_predict_refuses_missing_paths_and_name_clashes(tmp_path):
@@ -196,12 +229,13 @@ def test_predict_refuses_missing_paths_and_name_clashes(tmp_path):
         (tmp_path / sub).mkdir()
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / sub / "same.jpg")
     with pytest.raises(ValueError, match="same.png"):
-        predict_images(pointwise_model(), SPEC, [tmp_path / "a", tmp_path / "b"], tmp_path / "o",
-                       progress=False)
+        predict_images(KerasSegmenter(pointwise_model(), SPEC), [tmp_path / "a", tmp_path / "b"],
+                       tmp_path / "o", progress=False)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(ValueError, match="broken.jpg"):
-        predict_images(pointwise_model(), SPEC, [broken], tmp_path / "o", progress=False)
+        predict_images(KerasSegmenter(pointwise_model(), SPEC), [broken], tmp_path / "o",
+                       progress=False)
 
 
 def test_overlay_blends_image_and_class_colours():

@@ -1,5 +1,6 @@
 """Export: the SavedModel signature, TFLite float32 / float16 / int8, the agreement check,
-TFLiteSegmenter on images of other sizes, and `pixelwise export` on a run folder.
+and `pixelwise export` on a run folder (the segmenters that read exports back on images of
+other sizes: test_inference.py).
 
 Two models, each built (or trained) once per module: DeepLab v3 with a narrow MobileNetV2
 (alpha 0.35, 16 ASPP channels) at 64 px, the toy target's architecture with its atrous
@@ -17,84 +18,45 @@ import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
 
-from pixelwise.data.palette import write_label
-from pixelwise.data.pipeline import MEAN_RGB
+from blobs import (
+    BLOB_SPEC,
+    SIZE,
+    blob_example,
+    blob_examples,
+    class_iou,
+    keras_argmax,
+    tiny_network,
+    trained_blob_model,
+    write_blob_run,
+)
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.export import (
     CheckThresholds,
     ExportCheckError,
-    SavedModelSegmenter,
-    TFLiteSegmenter,
     check_export,
     depthwise_layers,
     export_saved_model,
     export_tflite,
     float32_model,
+)
+from pixelwise.inference import (
+    SavedModelSegmenter,
+    TFLiteSegmenter,
     read_saved_model_spec,
     read_tflite_metadata,
     read_tflite_spec,
-    resize_bilinear,
-    resize_nearest,
 )
 from pixelwise.models import build_model
-from pixelwise.models.layers import ImageNetPreprocessing, ResizeToMatch
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 
-SIZE = 64
-BLOB_SPEC = DatasetSpec(("background", "red disc", "blue box"),
-                        ((0, 0, 0), (200, 30, 30), (30, 30, 200)))
-
-
 # --------------------------------------------------------------------------- data, models
-
-
-def blob_example(rng: np.random.Generator, height: int = SIZE, width: int = SIZE):
-    """A grey noisy background with a red disc and a blue box; (uint8 image, uint8 label)."""
-    image = rng.normal(128, 18, (height, width, 3))
-    label_map = np.zeros((height, width), dtype=np.uint8)
-    rows, cols = np.mgrid[:height, :width]
-    radius = rng.uniform(0.12, 0.25) * min(height, width)
-    centre = rng.uniform(radius, [height - radius, width - radius])
-    disc = (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius ** 2
-    top, left = rng.integers(0, [height * 3 // 4, width * 3 // 4])
-    box = np.zeros_like(disc)
-    box[top:top + int(rng.integers(height // 6, height // 3)),
-        left:left + int(rng.integers(width // 6, width // 3))] = True
-    image[disc] = rng.normal((190, 60, 60), 18, (int(disc.sum()), 3))
-    image[box] = rng.normal((60, 60, 190), 18, (int(box.sum()), 3))
-    label_map[disc], label_map[box] = 1, 2
-    return np.clip(np.round(image), 0, 255).astype(np.uint8), label_map
-
-
-def blob_examples(count: int, seed: int, height: int = SIZE, width: int = SIZE):
-    rng = np.random.default_rng(seed)
-    return [blob_example(rng, height, width) for _ in range(count)]
-
-
-def tiny_network(num_classes: int) -> keras.Model:
-    """RGB 0..255 in, logits at the input size out, stride 4, with pixelwise's layers."""
-    image = keras.Input((None, None, 3), name="image")
-    features = ImageNetPreprocessing("tf")(image)
-    features = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(features)
-    features = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(features)
-    coarse = keras.layers.Conv2D(num_classes, 1, name="classifier")(features)
-    logits = ResizeToMatch(name="logits")([coarse, image])
-    return keras.Model(image, logits, name="tiny_blob_net")
 
 
 @pytest.fixture(scope="module")
 def blob_model() -> keras.Model:
-    keras.utils.set_random_seed(0)
-    model = tiny_network(BLOB_SPEC.num_classes)
-    examples = blob_examples(24, seed=1)
-    images = np.stack([image for image, _ in examples]).astype("float32")
-    labels = np.stack([label for _, label in examples]).astype("int32")
-    model.compile(optimizer=keras.optimizers.Adam(0.02),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(images, labels, batch_size=8, epochs=25, verbose=0, shuffle=True)
-    return model
+    return trained_blob_model()
 
 
 @pytest.fixture(scope="module")
@@ -134,17 +96,6 @@ def exports(tmp_path_factory, blob_model, deeplab):
     }
 
 
-def keras_argmax(model: keras.Model, images: np.ndarray, multiple: int = 16) -> np.ndarray:
-    """The model's class maps, padding by hand (mean colour) to a multiple of the stride."""
-    batch, height, width, _ = images.shape
-    padded = np.empty((batch, -(-height // multiple) * multiple,
-                       -(-width // multiple) * multiple, 3), dtype=np.float32)
-    padded[:] = MEAN_RGB
-    padded[:, :height, :width] = images
-    logits = np.asarray(model(padded, training=False))
-    return np.argmax(logits[:, :height, :width], axis=-1)
-
-
 def operators(path) -> list[dict]:
     """Each operator of a .tflite file in order: its name and its tensors' types, read from
     the flatbuffer (an interpreter would show its delegate's nodes instead)."""
@@ -170,15 +121,6 @@ def operators(path) -> list[dict]:
     return found
 
 
-def class_iou(label_map: np.ndarray, class_map: np.ndarray, num_classes: int) -> float:
-    ious = []
-    for index in range(num_classes):
-        union = np.count_nonzero((label_map == index) | (class_map == index))
-        if union:
-            ious.append(np.count_nonzero((label_map == index) & (class_map == index)) / union)
-    return float(np.mean(ious))
-
-
 # --------------------------------------------------------------------------- SavedModel
 
 
@@ -194,7 +136,7 @@ def test_saved_model_serves_uint8_batches_of_any_size(saved_model, blob_model):
     batches = [np.stack([image for image, _ in blob_examples(2, seed=3)]),
                rng.integers(0, 256, (1, 50, 70, 3), dtype=np.uint8)]  # padded to 52x72 inside
     for images in batches:
-        outputs = served.predict_batch(images)
+        outputs = served.outputs(images)
         assert outputs["class_map"].dtype == np.int32
         assert outputs["class_map"].shape == images.shape[:3]
         np.testing.assert_array_equal(outputs["class_map"],
@@ -203,7 +145,7 @@ def test_saved_model_serves_uint8_batches_of_any_size(saved_model, blob_model):
         assert probabilities.shape == (*images.shape[:3], BLOB_SPEC.num_classes)
         np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-5)
         np.testing.assert_array_equal(np.argmax(probabilities, -1), outputs["class_map"])
-    assert len(np.unique(served.predict_batch(batches[0])["class_map"])) == 3
+    assert len(np.unique(served.outputs(batches[0])["class_map"])) == 3
     assert served.predict(batches[1][0]).shape == (50, 70)
 
 
@@ -340,36 +282,6 @@ def test_check_fails_loudly_when_short(exports, blob_model):
     assert not report.passed and report.failures
 
 
-# --------------------------------------------------------------------------- other sizes
-
-
-def test_segmenter_maps_a_non_square_image_back_to_its_size(exports):
-    (image, label_map), = blob_examples(1, seed=8, height=45, width=100)
-    for fit in ("resize", "letterbox"):
-        segmenter = TFLiteSegmenter(exports["blob_float32"], fit=fit)
-        class_map = segmenter.predict(image)
-        assert class_map.shape == (45, 100) and class_map.dtype == np.int32
-        assert class_iou(label_map, class_map, 3) > 0.6, fit
-    letterbox = TFLiteSegmenter(exports["blob_float32"], fit="letterbox")
-    canvas = np.empty((SIZE, SIZE, 3), np.uint8)
-    canvas[:] = np.round(MEAN_RGB).astype(np.uint8)
-    canvas[:29] = resize_bilinear(image, (29, SIZE))  # 45x100 scaled by 0.64
-    np.testing.assert_array_equal(
-        letterbox.predict(image),
-        resize_nearest(letterbox.predict_at_input_size(canvas)[:29], (45, 100)))
-
-
-def test_resizing_matches_tensorflow():
-    image = np.random.default_rng(9).integers(0, 256, (37, 53, 3), dtype=np.uint8)
-    for size in ((64, 64), (20, 90)):
-        expected = tf.image.resize(image.astype(np.float32), size, method="bilinear").numpy()
-        assert np.abs(resize_bilinear(image, size).astype(float) - expected).max() <= 0.51
-        labels = image[..., 0]
-        np.testing.assert_array_equal(
-            resize_nearest(labels, size),
-            tf.image.resize(labels[..., None], size, method="nearest").numpy()[..., 0])
-
-
 # --------------------------------------------------------------------------- refusals
 
 
@@ -413,39 +325,9 @@ def test_mixed_precision_models_export_in_float32(blob_model):
 # --------------------------------------------------------------------------- the CLI
 
 
-def write_blob_dataset(root, count: int, seed: int):
-    """The blobs in the VOC layout: JPEGs, palette PNGs, train/val lists, the classes."""
-    for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    names = [f"blob_{index:03d}" for index in range(count)]
-    for name, (image, label_map) in zip(names, blob_examples(count, seed)):
-        Image.fromarray(image).save(root / "JPEGImages" / f"{name}.jpg", quality=95)
-        write_label(root / "SegmentationClass" / f"{name}.png", label_map, BLOB_SPEC)
-    split = count * 2 // 3
-    (root / "ImageSets/Segmentation/train.txt").write_text("\n".join(names[:split]) + "\n")
-    (root / "ImageSets/Segmentation/val.txt").write_text("\n".join(names[split:]) + "\n")
-    BLOB_SPEC.save(root / "pixelwise_dataset.json")
-    return root
-
-
 @pytest.fixture(scope="module")
 def blob_run(tmp_path_factory, blob_model):
-    """A run folder laid out as ``pixelwise.runs`` defines it: config.json, the classes,
-    best.keras (the blob model; training one through ``pixelwise.train`` took 90 s here,
-    most of it tracing the first epoch)."""
-    from pixelwise.config import DataConfig, ModelConfig, RunConfig
-    from pixelwise.runs import RunFolder, save_model_atomically
-
-    root = tmp_path_factory.mktemp("run")
-    data = write_blob_dataset(root / "blobs", 36, seed=11)
-    folder = RunFolder(root / "run")
-    folder.root.mkdir()
-    RunConfig(data=DataConfig(source=str(data), input_size=SIZE, augment="none"),
-              model=ModelConfig(name="unet", backbone="mobilenetv2",
-                                backbone_weights=None)).save(folder.config_path)
-    BLOB_SPEC.save(folder.spec_path)
-    save_model_atomically(blob_model, folder.best_model_path, include_optimizer=False)
-    return folder.root
+    return write_blob_run(tmp_path_factory.mktemp("run"), blob_model)
 
 
 def test_cli_exports_a_run_and_checks_it(blob_run):

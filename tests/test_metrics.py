@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as sk
 
-from pixelwise.losses import build_loss, per_image_loss
+from pixelwise.losses import build_loss
 from pixelwise.metrics import (
     ConfusionMatrix,
     ConfusionMatrixMetric,
@@ -20,8 +20,6 @@ from pixelwise.metrics import (
     MeanIoU,
     PixelAccuracy,
     confusion_matrix,
-    hardest_examples,
-    image_losses,
     mean_accuracy,
     mean_iou,
     per_class_accuracy,
@@ -338,54 +336,3 @@ def test_mirrored_strategy_sums_the_replicas_into_the_same_matrix():
     for key in ("pixel_accuracy", "mean_accuracy", "mean_iou"):
         assert report["mirrored_evaluate"][key] == report["single_evaluate"][key]
         assert report["mirrored_evaluate"][key] == pytest.approx(expected_scores[key], rel=1e-6)
-
-
-# ---------------------------------------------------------------------------------------
-# Per-image losses and the hardest images
-
-
-def identity_model(height, width, num_classes):
-    """Its logits are its inputs, so the test decides every image's loss."""
-    inputs = keras.Input((height, width, num_classes))
-    return keras.Model(inputs, keras.layers.Identity()(inputs))
-
-
-def test_hardest_examples_rank_by_loss_hardest_first():
-    rng = np.random.default_rng(8)
-    labels = rng.integers(0, 3, size=(7, 5, 5)).astype(np.uint8)
-    labels[3] = IGNORE  # nothing labelled: loss 0
-    agreement = np.eye(3, dtype=np.float32)[np.where(labels == IGNORE, 0, labels)]
-    # Image i gets logits that agree with its labels by a margin of (i - 3): image 0 is
-    # confidently wrong, image 6 confidently right.
-    logits = np.stack([agreement[i] * (i - 3) * 2.0 for i in range(7)])
-    loss = build_loss("ce", num_classes=3)
-    model = identity_model(5, 5, 3)
-    batches = [(logits[i:i + 3], labels[i:i + 3]) for i in range(0, 7, 3)]
-    expected = keras.ops.convert_to_numpy(per_image_loss(loss, labels, logits))
-    everything = image_losses(model, batches, loss)
-    assert [index for index, _ in everything] == list(range(7))
-    np.testing.assert_allclose([value for _, value in everything], expected, rtol=1e-6)
-    hardest = hardest_examples(model, batches, loss, k=3)
-    assert [index for index, _ in hardest] == [0, 1, 2]
-    assert hardest[0][1] > hardest[1][1] > hardest[2][1]
-    assert len(hardest_examples(model, batches, loss, k=50)) == 7
-    # The easiest come last: image 6, then image 3 with nothing labelled (loss 0).
-    assert [index for index, _ in hardest_examples(model, batches, loss, k=7)[-2:]] == [6, 3]
-
-
-def test_hardest_examples_with_names_from_tf_data():
-    rng = np.random.default_rng(9)
-    labels = rng.integers(0, 2, size=(5, 4, 4)).astype(np.uint8)
-    logits = rng.normal(size=(5, 4, 4, 2)).astype(np.float32) * 4
-    names = [f"2007_00000{i}" for i in range(5)]
-    loss = build_loss("ce_dice", num_classes=2)
-    dataset = tf.data.Dataset.from_tensor_slices((logits, labels, names)).batch(2)
-    values = keras.ops.convert_to_numpy(per_image_loss(loss, labels, logits))
-    order = np.argsort(-values, kind="stable")[:2]
-    hardest = hardest_examples(identity_model(4, 4, 2), dataset, loss, k=2)
-    assert [name for name, _ in hardest] == [names[i] for i in order]
-    np.testing.assert_allclose([value for _, value in hardest], values[order], rtol=1e-6)
-    with pytest.raises(ValueError, match="k must be at least 1"):
-        hardest_examples(identity_model(4, 4, 2), dataset, loss, k=0)
-    with pytest.raises(TypeError, match="needs a pixelwise loss"):
-        hardest_examples(identity_model(4, 4, 2), dataset, keras.losses.MeanSquaredError(), k=1)

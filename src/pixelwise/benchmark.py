@@ -29,7 +29,6 @@ asserts on time; run it on a quiet machine (the load average is recorded).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import re
@@ -37,16 +36,24 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
+from pixelwise.benchmark_results import (
+    RESULTS_MARKER,
+    BenchmarkResult,
+    result_markdown,
+    update_results_section,
+    write_json,
+)
+from pixelwise.io import parse_size
+
 PRECISIONS = ("float32", "mixed_bfloat16")
-RESULTS_MARKER = "pixelwise-benchmark"
 
 
 @dataclass(frozen=True)
@@ -108,14 +115,7 @@ class BenchmarkSettings:
 
 def parse_input_size(text: str) -> tuple[int, int]:
     """``"384"`` -> (384, 384); ``"384x512"`` -> (384, 512) (height x width)."""
-    height, _, width = text.lower().partition("x")
-    try:
-        size = (int(height), int(width or height))
-    except ValueError as error:
-        raise ValueError(f"input size {text!r}: expected S or HxW, e.g. 384 or 384x512") from error
-    if min(size) < 1:
-        raise ValueError(f"input size {text!r}: sizes must be positive")
-    return size
+    return parse_size(text, what="input size")
 
 
 def parse_thread_counts(text: str) -> tuple[int, ...]:
@@ -287,78 +287,15 @@ def export_tflite_for_timing(model: keras.Model, settings: BenchmarkSettings,
 
 
 def time_tflite(model_path: str | Path, settings: BenchmarkSettings, threads: int) -> float:
-    """Median latency (ms) of one batch-1 TFLite inference with ``threads`` threads."""
-    from pixelwise.export import make_interpreter
+    """Median latency (ms) of one batch-1 TFLite inference with ``threads`` threads, through
+    :class:`pixelwise.inference.TFLiteSegmenter` on a frame of the model's input size."""
+    from pixelwise.inference import TFLiteSegmenter
 
-    interpreter = make_interpreter(model_path, num_threads=threads)
-    input_details = interpreter.get_input_details()[0]
-    output_index = interpreter.get_output_details()[0]["index"]
-    frame = np.random.default_rng(4).integers(
-        0, 256, size=input_details["shape"]).astype(input_details["dtype"])
-
-    def invoke():
-        interpreter.set_tensor(input_details["index"], frame)
-        interpreter.invoke()
-        return interpreter.get_tensor(output_index)
-
-    return 1000.0 * median_seconds(invoke, repeats=settings.latency_repeats,
+    segmenter = TFLiteSegmenter(model_path, num_threads=threads)
+    frame = np.random.default_rng(4).integers(0, 256, (*segmenter.input_size, 3), dtype=np.uint8)
+    return 1000.0 * median_seconds(lambda: segmenter.predict_at_input_size(frame),
+                                   repeats=settings.latency_repeats,
                                    warmup=max(settings.warmup, 1))
-
-
-@dataclass
-class BenchmarkResult:
-    """Everything :func:`run_benchmark` measured; ``to_dict`` is the JSON output."""
-
-    settings: dict[str, Any]
-    environment: dict[str, Any]
-    parameters: int
-    multiply_adds: int
-    inference: dict[str, float]
-    training: dict[str, float]
-    memory_mb: dict[str, float]
-    xla_inference: dict[str, float] | None = None
-    tflite_latency_ms: dict[str, float] = field(default_factory=dict)
-    flop_rate: float | None = None
-    fraction_of_limit: dict[str, float] = field(default_factory=dict)
-    # The same against the multiply-adds the layers execute (atrous taps into padding skipped).
-    executed_multiply_adds: int | None = None
-    fraction_of_executed_limit: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def lines(self) -> list[str]:
-        """A human-readable summary, one figure a line."""
-        settings = self.settings
-        height, width = settings["input_size"]
-        lines = [
-            f"model              {settings['model']} / {settings['backbone']} "
-            f"(output stride {settings['output_stride'] or 'default'}), {height}x{width}, "
-            f"{settings['precision']}, fused BN {settings['fused_batchnorm']}",
-            f"parameters         {self.parameters:,}",
-            f"multiply-adds      {self.multiply_adds / 1e9:.2f} G per image"
-            + (f" ({self.executed_multiply_adds / 1e9:.2f} G executed)"
-               if self.executed_multiply_adds not in (None, self.multiply_adds) else ""),
-            f"inference          {self.inference['latency_ms']:.1f} ms at batch 1, "
-            f"{self.inference['images_per_second']:.2f} images/s at batch "
-            f"{settings['batch_size']}",
-        ]
-        if self.xla_inference:
-            lines.append(f"inference (XLA)    {self.xla_inference['latency_ms']:.1f} ms at batch 1, "
-                         f"{self.xla_inference['images_per_second']:.2f} images/s")
-        lines.append(f"training           {self.training['images_per_second']:.2f} images/s "
-                     f"({self.training['step_seconds']:.2f} s per step)")
-        for threads, latency in self.tflite_latency_ms.items():
-            lines.append(f"TFLite             {latency:.1f} ms at batch 1, {threads} thread(s)")
-        lines.append(f"peak memory        {self.memory_mb['after_inference']:.0f} MB after "
-                     f"inference, {self.memory_mb['after_training']:.0f} MB after training")
-        if self.flop_rate:
-            lines.append(f"float32 FLOP rate  {self.flop_rate / 1e9:.1f} GFLOP/s (large matmul)")
-            lines.extend(f"  {name:<17}{fraction:.1%} of the limit" + (
-                f" ({self.fraction_of_executed_limit[name]:.1%} of it for the executed "
-                "multiply-adds)" if name in self.fraction_of_executed_limit else "")
-                         for name, fraction in self.fraction_of_limit.items())
-        return lines
 
 
 def fractions_of_limit(flop_rate: float, multiply_adds: int,
@@ -434,64 +371,10 @@ def run_benchmark(settings: BenchmarkSettings,
         fraction_of_limit=fractions)
 
 
-def write_json(data: Any, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
-
-
-def update_results_section(path: str | Path, section: str, markdown: str) -> None:
-    """Put ``markdown`` into ``path`` (a Markdown file) between the markers of ``section``,
-    replacing what was there, or appended as a new section; other sections stay."""
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", section):
-        raise ValueError(f"section name {section!r}: use letters, digits, '-', '_', '.'")
-    path = Path(path)
-    begin = f"<!-- {RESULTS_MARKER}:{section} -->"
-    end = f"<!-- /{RESULTS_MARKER}:{section} -->"
-    block = f"{begin}\n{markdown.rstrip()}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), flags=re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text if text.endswith("\n") else text + "\n")
-
-
-def result_markdown(result: BenchmarkResult, command: str) -> str:
-    """A Markdown table of one result, with the command that produced it."""
-    settings = result.settings
-    height, width = settings["input_size"]
-    rows = [("parameters", f"{result.parameters:,}"),
-            ("multiply-adds / image", f"{result.multiply_adds / 1e9:.2f} G"),
-            ("executed multiply-adds / image",
-             f"{(result.executed_multiply_adds or result.multiply_adds) / 1e9:.2f} G"),
-            ("inference latency, batch 1", f"{result.inference['latency_ms']:.1f} ms"),
-            (f"inference, batch {settings['batch_size']}",
-             f"{result.inference['images_per_second']:.2f} images/s")]
-    if result.xla_inference:
-        rows += [("inference latency, batch 1, XLA", f"{result.xla_inference['latency_ms']:.1f} ms"),
-                 (f"inference, batch {settings['batch_size']}, XLA",
-                  f"{result.xla_inference['images_per_second']:.2f} images/s")]
-    rows.append((f"training, batch {settings['batch_size']}",
-                 f"{result.training['images_per_second']:.2f} images/s"))
-    rows += [(f"TFLite latency, {threads} thread(s)", f"{latency:.1f} ms")
-             for threads, latency in result.tflite_latency_ms.items()]
-    rows.append(("peak RSS after inference / training",
-                 f"{result.memory_mb['after_inference']:.0f} / "
-                 f"{result.memory_mb['after_training']:.0f} MB"))
-    if result.flop_rate:
-        rows.append(("float32 matmul FLOP rate", f"{result.flop_rate / 1e9:.1f} GFLOP/s"))
-        rows += [(f"{name}: fraction of the limit", f"{fraction:.1%}")
-                 for name, fraction in result.fraction_of_limit.items()]
-        rows += [(f"{name}: fraction of the limit, executed multiply-adds", f"{fraction:.1%}")
-                 for name, fraction in result.fraction_of_executed_limit.items()]
-    environment = result.environment
-    header = (f"**{settings['model']} / {settings['backbone']}**, {height}x{width}, "
-              f"{settings['precision']}, fused BN {settings['fused_batchnorm']} — "
-              f"{environment['cpu']} ({environment['cpu_count']} CPUs), TF "
-              f"{environment['tensorflow']}, Keras {environment['keras']}, load average "
-              f"{environment['load_average_before']} → {environment['load_average_after']}")
-    table = ["| measure | value |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows]
-    return "\n".join([header, "", f"`{command}`", "", *table])
+__all__ = ["PRECISIONS", "RESULTS_MARKER", "BenchmarkResult", "BenchmarkSettings",
+           "build_benchmark_model", "command_line", "cpu_name", "default_section_name",
+           "dtype_policy", "export_tflite_for_timing", "fractions_of_limit",
+           "inference_function", "median_seconds", "parse_input_size", "parse_thread_counts",
+           "peak_rss_megabytes", "reachable_flop_rate", "result_markdown", "run_benchmark",
+           "time_inference", "time_tflite", "time_training", "update_results_section",
+           "write_json"]

@@ -396,7 +396,7 @@ def predict(run_dir: Path, inputs: tuple[Path, ...], out_dir: Path | None, resiz
         if run_dir.is_file():
             if run_dir.suffix != ".tflite":
                 raise click.UsageError(f"{run_dir}: give a run folder or a .tflite model")
-            predict_tflite(run_dir, inputs, out_dir, num_threads=threads, fit=fit,
+            predict_tflite(run_dir, inputs, out_dir, num_threads=threads, fit_mode=fit,
                            echo=click.echo)
         else:
             predict_run(run_dir, inputs, out_dir, resize=resize, echo=click.echo)

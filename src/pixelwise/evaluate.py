@@ -47,14 +47,19 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 from keras import ops
-from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from pixelwise.data.spec import DatasetSpec
+from pixelwise.inference import average_probabilities, class_map_of, predict_probabilities
 from pixelwise.losses import build_loss, per_image_loss
 from pixelwise.metrics import ConfusionMatrix, scores
 from pixelwise.runs import EVALUATION_DIR, RunFolder, load_run, write_atomically, write_json_atomically
-from pixelwise.visualize import PredictionRow, prediction_grid_figure, save_figure
+from pixelwise.visualize import (
+    PredictionRow,
+    confusion_figure,
+    prediction_grid_figure,
+    save_figure,
+)
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -184,46 +189,28 @@ def collapse_warning(matrix: np.ndarray, margin: float = COLLAPSE_MARGIN) -> str
 # --------------------------------------------------------------------------- inference
 
 
-def _multiple_of(size: int, scale: float, multiple: int) -> int:
-    return max(multiple, int(round(size * scale / multiple)) * multiple)
+class HardestImages:
+    """The ``count`` items of highest loss among those offered, kept in a min-heap while a
+    dataset streams past; of equal losses the earlier item ranks first."""
 
+    def __init__(self, count: int) -> None:
+        self.count = int(count)
+        self._heap: list[tuple[float, int, object]] = []  # (loss, -arrival, item)
+        self._arrivals = 0
 
-def predict_probabilities(model: keras.Model, images, *, input_multiple: int,
-                          scales: Sequence[float] = (1.0,), flip: bool = False) -> np.ndarray:
-    """Softmax probabilities [B, H, W, C] (float32) averaged over ``scales`` and flips.
+    def offer(self, loss: float, make_item: Callable[[], object]) -> None:
+        """Offer the next item (in dataset order); ``make_item()`` builds it only if kept."""
+        key = (float(loss), -self._arrivals)
+        self._arrivals += 1
+        if len(self._heap) < self.count:
+            heapq.heappush(self._heap, (*key, make_item()))
+        elif self.count and key > self._heap[0][:2]:
+            heapq.heapreplace(self._heap, (*key, make_item()))
 
-    ``images``: float [B, H, W, 3] in 0..255 with H and W multiples of ``input_multiple``.
-    At each scale the images are resized to the nearest multiple of ``input_multiple``
-    and the logits resized back (bilinear).
-    """
-    probabilities = average_probabilities(model, images, input_multiple=input_multiple,
-                                          scales=scales, flip=flip)
-    return np.asarray(ops.convert_to_numpy(probabilities), dtype=np.float32)
-
-
-def average_probabilities(model: keras.Model, images, *, input_multiple: int,
-                          scales: Sequence[float] = (1.0,), flip: bool = False):
-    """``predict_probabilities`` as a tensor, in ``keras.ops`` only (so it also runs
-    inside a compiled function on each replica of a strategy)."""
-    images = ops.convert_to_tensor(images, dtype="float32")
-    height, width = int(images.shape[1]), int(images.shape[2])
-    total = None
-    count = 0
-    for scale in scales:
-        size = (_multiple_of(height, scale, input_multiple),
-                _multiple_of(width, scale, input_multiple))
-        scaled = images if size == (height, width) else ops.image.resize(images, size)
-        for mirrored in ((False, True) if flip else (False,)):
-            inputs = ops.flip(scaled, axis=2) if mirrored else scaled
-            logits = ops.cast(model(inputs, training=False), "float32")
-            if mirrored:
-                logits = ops.flip(logits, axis=2)
-            if size != (height, width):
-                logits = ops.image.resize(logits, (height, width))
-            probabilities = ops.softmax(logits, axis=-1)
-            total = probabilities if total is None else total + probabilities
-            count += 1
-    return total / count
+    def worst_first(self) -> list[tuple[float, object]]:
+        """``(loss, item)`` of the kept items, highest loss first."""
+        ordered = sorted(self._heap, key=lambda entry: (-entry[0], -entry[1]))
+        return [(loss, item) for loss, _, item in ordered]
 
 
 def _labelled_extent(label_map: np.ndarray, ignore_label: int) -> tuple[int, int]:
@@ -234,6 +221,16 @@ def _labelled_extent(label_map: np.ndarray, ignore_label: int) -> tuple[int, int
     if rows.size == 0:
         return label_map.shape
     return int(rows[-1]) + 1, int(columns[-1]) + 1
+
+
+def _hardest_row(image, label_map: np.ndarray, class_map: np.ndarray, name, loss: float,
+                 ignore_label: int) -> PredictionRow:
+    """image | label | prediction of one image, cut to its labelled extent."""
+    caption = name.decode() if isinstance(name, bytes) else str(name)
+    height, width = _labelled_extent(label_map, ignore_label)
+    return PredictionRow(np.clip(np.asarray(image)[:height, :width], 0, 255).astype(np.uint8),
+                         label_map[:height, :width], class_map[:height, :width],
+                         f"{caption}\nCE {loss:.3f}")
 
 
 def evaluate_model(model: keras.Model, spec: DatasetSpec, batches: Iterable, *, split: str,
@@ -258,41 +255,30 @@ def evaluate_model(model: keras.Model, spec: DatasetSpec, batches: Iterable, *, 
             model, images, input_multiple=input_multiple, scales=scales, flip=flip))
     confusion = ConfusionMatrix(spec.num_classes, spec.ignore_label)
     cross_entropy = build_loss("ce", num_classes=spec.num_classes, ignore_label=spec.ignore_label)
-    kept: list[tuple[float, int, PredictionRow]] = []  # a min-heap of the worst so far
+    worst = HardestImages(hardest)
     num_images = 0
     for images, labels, names in tqdm(batches, total=num_batches, unit="batch",
                                       desc=f"evaluate {split}", disable=not progress):
         probabilities = infer(images)
         labels = np.asarray(labels)
         names = np.asarray(names)
-        predictions = np.argmax(probabilities, axis=-1).astype(np.uint8)
+        predictions = class_map_of(probabilities).astype(np.uint8)
         confusion.update(labels, predictions)
         if hardest:
             log_probabilities = np.log(np.maximum(probabilities, 1e-12))
             losses = np.asarray(ops.convert_to_numpy(
                 per_image_loss(cross_entropy, labels, log_probabilities)))
             for index, loss in enumerate(losses.tolist()):
-                name = names[index]
-                caption = name.decode() if isinstance(name, bytes) else str(name)
-                entry_key = (loss, -(num_images + index))
-                if len(kept) < hardest or entry_key > kept[0][:2]:
-                    height, width = _labelled_extent(labels[index], spec.ignore_label)
-                    row = PredictionRow(
-                        np.clip(np.asarray(images[index])[:height, :width], 0, 255).astype(np.uint8),
-                        labels[index][:height, :width], predictions[index][:height, :width],
-                        f"{caption}\nCE {loss:.3f}")
-                    item = (loss, -(num_images + index), row)
-                    if len(kept) < hardest:
-                        heapq.heappush(kept, item)
-                    else:
-                        heapq.heapreplace(kept, item)
+                worst.offer(loss, lambda: _hardest_row(images[index], labels[index],
+                                                       predictions[index], names[index], loss,
+                                                       spec.ignore_label))
         num_images += len(labels)
-    worst_first = sorted(kept, key=lambda item: (-item[0], -item[1]))
+    worst_first = worst.worst_first()
     evaluation = Evaluation(
         split=split, resolution=resolution, scales=tuple(float(s) for s in scales), flip=flip,
         num_images=num_images, matrix=confusion.matrix.copy(), class_names=spec.class_names,
-        hardest=[(row.caption.split("\n")[0], float(loss)) for loss, _, row in worst_first],
-        hardest_rows=[row for _, _, row in worst_first])
+        hardest=[(row.caption.split("\n")[0], float(loss)) for loss, row in worst_first],
+        hardest_rows=[row for _, row in worst_first])
     warning = collapse_warning(evaluation.matrix)
     if warning:
         evaluation.warnings.append(warning)
@@ -300,35 +286,6 @@ def evaluate_model(model: keras.Model, spec: DatasetSpec, batches: Iterable, *, 
 
 
 # --------------------------------------------------------------------------- outputs
-
-
-def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str = "") -> Figure:
-    """The confusion matrix, each row normalised by its label count (recall), with the
-    percentages written in the cells when there are at most 25 classes."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    totals = matrix.sum(axis=1, keepdims=True)
-    normalised = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
-    size = max(4.0, 0.45 * len(class_names) + 2.5)
-    figure = Figure(figsize=(size + 1.0, size))
-    axis = figure.subplots()
-    image = axis.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
-    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="share of the label's pixels")
-    ticks = np.arange(len(class_names))
-    axis.set_xticks(ticks, labels=class_names, rotation=60, ha="right", fontsize=8)
-    axis.set_yticks(ticks, labels=class_names, fontsize=8)
-    axis.set_xlabel("prediction")
-    axis.set_ylabel("label")
-    if len(class_names) <= 25:
-        for row in range(len(class_names)):
-            for column in range(len(class_names)):
-                value = normalised[row, column]
-                if value >= 0.005:
-                    axis.text(column, row, f"{100 * value:.0f}", ha="center", va="center",
-                              fontsize=7, color="white" if value > 0.5 else "black")
-    if title:
-        axis.set_title(title)
-    figure.tight_layout()
-    return figure
 
 
 def write_evaluation(evaluation: Evaluation, spec: DatasetSpec, out_dir: str | Path,
@@ -446,7 +403,6 @@ def read_metrics(path: str | Path) -> dict:
         raise ValueError(f"{path}: cannot read the metrics: {error}") from error
 
 
-__all__ = ["COLLAPSE_MARGIN", "Evaluation", "MULTI_SCALES", "RESOLUTIONS",
-           "average_probabilities", "class_baseline",
-           "collapse_warning", "confusion_figure", "evaluate_model", "evaluate_run",
-           "predict_probabilities", "read_metrics", "write_evaluation"]
+__all__ = ["COLLAPSE_MARGIN", "Evaluation", "HardestImages", "MULTI_SCALES", "RESOLUTIONS",
+           "class_baseline", "collapse_warning", "evaluate_model",
+           "evaluate_run", "read_metrics", "write_evaluation"]

@@ -13,20 +13,17 @@ is a pure function of it, so scores do not depend on how the data was batched:
 Three layers: pure NumPy functions (:func:`confusion_matrix`, :func:`scores`, ...), a
 NumPy accumulator (:class:`ConfusionMatrix`), and Keras metrics taking logits
 (:class:`PixelAccuracy`, :class:`MeanAccuracy`, :class:`MeanIoU`) for ``fit`` and
-``evaluate``, written with ``keras.ops`` and safe under ``tf.distribute``. Last,
-:func:`hardest_examples` ranks a dataset's images by their loss.
+``evaluate``, written with ``keras.ops`` and safe under ``tf.distribute``. (The hardest
+images of an evaluation are ranked by ``pixelwise.evaluate``.)
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 import keras
 import numpy as np
 from keras import ops
 
 from pixelwise.data.spec import IGNORE_LABEL
-from pixelwise.losses import SegmentationLoss
 
 # ---------------------------------------------------------------------------------------
 # Pure NumPy
@@ -273,56 +270,3 @@ class MeanIoU(ConfusionMatrixMetric):
         defined = ops.greater(unions, 0.0)
         iou = true_positives / ops.where(defined, unions, ops.ones_like(unions))
         return ops.cast(_mean_where(iou, defined), self.dtype)
-
-
-# ---------------------------------------------------------------------------------------
-# Per-image losses and the hardest images
-
-
-def _names_as_text(names) -> list[str]:
-    values = np.asarray(names, dtype=object).reshape(-1)
-    return [value.decode("utf-8") if isinstance(value, bytes) else str(value) for value in values]
-
-
-def image_losses(model, dataset: Iterable, loss: SegmentationLoss) -> list[tuple[int | str, float]]:
-    """The loss of every image of ``dataset`` under ``model``, in dataset order.
-
-    ``dataset`` yields batches ``(images, labels)`` or ``(images, labels, names)`` (a
-    ``tf.data.Dataset`` or any iterable of arrays); ``names`` are strings or bytes, one
-    per image. ``model(images, training=False)`` gives the logits. Each entry is
-    ``(name, loss)`` when names come with the batches, else ``(index, loss)`` with the
-    image's position in the dataset.
-    """
-    if not isinstance(loss, SegmentationLoss):
-        raise TypeError(f"image_losses needs a pixelwise loss (from build_loss), "
-                        f"got {type(loss).__name__}")
-    entries: list[tuple[int | str, float]] = []
-    for batch in dataset:
-        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-            raise ValueError("each dataset element must be (images, labels) or "
-                             f"(images, labels, names), got {type(batch).__name__}")
-        images, labels = batch[0], batch[1]
-        values = ops.convert_to_numpy(loss.per_image(labels, model(images, training=False)))
-        values = np.asarray(values, dtype=np.float64).reshape(-1)
-        if len(batch) == 3:
-            keys: list[int | str] = _names_as_text(batch[2])
-            if len(keys) != len(values):
-                raise ValueError(f"a batch holds {len(values)} images but {len(keys)} names")
-        else:
-            keys = list(range(len(entries), len(entries) + len(values)))
-        entries.extend(zip(keys, values.tolist()))
-    return entries
-
-
-def hardest_examples(model, dataset: Iterable, loss: SegmentationLoss,
-                     k: int) -> list[tuple[int | str, float]]:
-    """The ``k`` images with the highest loss, hardest first, as ``(name or index, loss)``.
-
-    Ranked by loss, so the highest disagreement with the labels comes first (the
-    chapter's printed answer sorts by agreement and so returns the easiest images).
-    Ties keep dataset order. See :func:`image_losses` for what ``dataset`` yields.
-    """
-    if int(k) < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    entries = image_losses(model, dataset, loss)
-    return sorted(entries, key=lambda entry: -entry[1])[: int(k)]

@@ -4,19 +4,16 @@
     # out/photo.png          palette PNG: the class index of every pixel
     # out/photo_overlay.png  the image blended with the class colours
 
-    model, spec, config = load_run("runs/voc")
-    predict_images(model, spec, paths, "out/", input_multiple=config.model.input_multiple)
-
+    predict_images(Segmenter.from_path("runs/voc/best.keras"), paths, "out/")
     predict_tflite("runs/voc/export/model_int8.tflite", ["photo.jpg"], "out/")
 
-An exported TFLite model (``pixelwise export``) runs at its fixed input size: each image is
-resized (or letterboxed) to it and the class map mapped back (nearest neighbour); see
-``pixelwise.export.TFLiteSegmenter``. Its classes come from the file's own metadata.
-
-An image is padded at the bottom and right to a multiple of the model's stride with the
-ImageNet mean colour (what the training pipeline pads with), and the logits are cropped
-back to the image; or, with ``input_size``, resized to that size and the logits resized
-back (bilinear). Either way the class map has the image's own size. Images are read with
+The model is any form of ``pixelwise.inference.Segmenter``. A run's model pads each image
+at the bottom and right to a multiple of its stride with the ImageNet mean colour (what the
+training pipeline pads with) and crops the logits back to the image; or, with ``resize``,
+runs at the training input size and resizes the logits back (bilinear). An exported TFLite
+model runs at its fixed input size: each image is resized (or letterboxed) to it and the
+class map mapped back (nearest neighbour); its classes come from the file's own metadata.
+Either way the class map has the image's own size. Images are read with
 PIL (any mode becomes RGB; the EXIF orientation is applied, so the map lines up with the
 picture as viewers show it).
 """
@@ -27,16 +24,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
-from keras import ops
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from pixelwise.data.palette import colorize, write_label
-from pixelwise.data.pipeline import MEAN_RGB
 from pixelwise.data.spec import DatasetSpec
-from pixelwise.runs import PREDICTIONS_DIR, RunFolder, load_run, write_atomically
+from pixelwise.inference import KerasSegmenter, Segmenter, TFLiteSegmenter
+from pixelwise.io import write_atomically
+from pixelwise.runs import PREDICTIONS_DIR, RunFolder
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 OVERLAY_ALPHA = 0.5
@@ -84,25 +80,6 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ValueError(f"{path}: cannot read it as an image: {error}") from error
 
 
-def predict_logits(model: keras.Model, image: np.ndarray, *, input_multiple: int,
-                   input_size: tuple[int, int] | None = None) -> np.ndarray:
-    """Float32 logits [H, W, C] of one uint8 RGB image [H, W, 3] of any size."""
-    height, width = image.shape[:2]
-    pixels = ops.convert_to_tensor(image[None].astype(np.float32))
-    if input_size is not None:
-        resized = ops.image.resize(pixels, tuple(input_size))
-        logits = ops.cast(model(resized, training=False), "float32")
-        logits = ops.image.resize(logits, (height, width))
-        return np.asarray(ops.convert_to_numpy(logits))[0]
-    padded_height = -(-height // input_multiple) * input_multiple
-    padded_width = -(-width // input_multiple) * input_multiple
-    mean = np.asarray(MEAN_RGB, dtype=np.float32)
-    padded = np.broadcast_to(mean, (1, padded_height, padded_width, 3)).copy()
-    padded[0, :height, :width] = image
-    logits = ops.cast(model(padded, training=False), "float32")
-    return np.asarray(ops.convert_to_numpy(logits))[0, :height, :width]
-
-
 def overlay(image: np.ndarray, label_map: np.ndarray, spec: DatasetSpec,
             alpha: float = OVERLAY_ALPHA) -> np.ndarray:
     """``image`` blended with the class colours of ``label_map`` (uint8 RGB)."""
@@ -111,24 +88,17 @@ def overlay(image: np.ndarray, label_map: np.ndarray, spec: DatasetSpec,
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
 
-def predict_images(model: keras.Model | None, spec: DatasetSpec, paths: Sequence[str | Path],
-                   out_dir: str | Path, *, input_multiple: int = 16,
-                   input_size: tuple[int, int] | None = None, progress: bool = True,
-                   class_map_of: Callable[[np.ndarray], np.ndarray] | None = None,
-                   ) -> list[PredictionFiles]:
+def predict_images(segmenter: Segmenter, paths: Sequence[str | Path], out_dir: str | Path, *,
+                   progress: bool = True) -> list[PredictionFiles]:
     """For each image: ``out_dir/NAME.png`` (palette PNG of class indices) and
     ``out_dir/NAME_overlay.png``; see the module docstring.
 
     Args:
-        model: a segmentation model (RGB 0..255 in, logits out).
-        spec: the classes the model predicts (names, colours).
+        segmenter: the model, any form (``pixelwise.inference.Segmenter``); its classes
+            name and colour the outputs.
         paths: image files and folders (see ``collect_images``).
         out_dir: the output folder (created).
-        input_multiple: the model's stride (16 / 8 for DeepLab, 32 for U-Net).
-        input_size: None to pad each image, or (height, width) to resize to.
         progress: a progress bar.
-        class_map_of: instead of ``model``, a function giving an image's class map [H, W]
-            (e.g. ``TFLiteSegmenter.predict``); ``model`` may then be None.
 
     Two images with the same name (from different folders) would overwrite each other's
     outputs, so they are refused before anything is written.
@@ -142,15 +112,11 @@ def predict_images(model: keras.Model | None, spec: DatasetSpec, paths: Sequence
         by_name[path.stem] = path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    spec = segmenter.spec
     written = []
     for path in tqdm(images, unit="image", desc="predict", disable=not progress or len(images) < 2):
         image = read_image(path)
-        if class_map_of is not None:
-            label_map = np.asarray(class_map_of(image)).astype(np.uint8)
-        else:
-            logits = predict_logits(model, image, input_multiple=input_multiple,
-                                    input_size=input_size)
-            label_map = np.argmax(logits, axis=-1).astype(np.uint8)
+        label_map = segmenter.predict(image).astype(np.uint8)
         label_path = out_dir / f"{path.stem}.png"
         overlay_path = out_dir / f"{path.stem}_overlay.png"
         write_atomically(label_path, lambda temporary: write_label(temporary, label_map, spec))
@@ -167,39 +133,33 @@ def predict_run(run_dir: str | Path, paths: Sequence[str | Path],
     """``predict_images`` with the best model of a run; ``resize`` runs the model at the
     run's training input size instead of padding. Default ``out_dir``: RUN/predictions."""
     folder = RunFolder(Path(run_dir))
-    model, spec, config = load_run(folder.root)
+    segmenter = KerasSegmenter.from_path(folder.root, fit_mode="resize" if resize else "pad")
     out_dir = Path(out_dir) if out_dir is not None else folder.root / PREDICTIONS_DIR
-    written = predict_images(model, spec, paths, out_dir,
-                             input_multiple=config.model.input_multiple,
-                             input_size=config.data.input_size if resize else None,
-                             progress=progress)
+    written = predict_images(segmenter, paths, out_dir, progress=progress)
     echo(f"wrote {2 * len(written)} file(s) for {len(written)} image(s) to {out_dir}")
     return written
 
 
 def predict_tflite(model_path: str | Path, paths: Sequence[str | Path],
                    out_dir: str | Path | None = None, *, num_threads: int | None = None,
-                   fit: str = "resize", progress: bool = True,
+                   fit_mode: str = "resize", progress: bool = True,
                    echo: Callable[[str], None] = print) -> list[PredictionFiles]:
     """``predict_images`` with a .tflite model from ``pixelwise export``.
 
-    ``fit``: "resize" or "letterbox" (see ``TFLiteSegmenter``); ``num_threads``: the
-    interpreter's threads (None: its default). Default ``out_dir``: NAME_predictions/ beside
-    the model file.
+    ``fit_mode``: "resize", "letterbox" or "pad" (see ``TFLiteSegmenter``);
+    ``num_threads``: the interpreter's threads (None: its default). Default ``out_dir``:
+    NAME_predictions/ beside the model file.
     """
-    from pixelwise.export import TFLiteSegmenter
-
     model_path = Path(model_path)
-    segmenter = TFLiteSegmenter(model_path, num_threads=num_threads, fit=fit)
+    segmenter = TFLiteSegmenter(model_path, num_threads=num_threads, fit_mode=fit_mode)
     out_dir = (Path(out_dir) if out_dir is not None
                else model_path.parent / f"{model_path.stem}_predictions")
-    written = predict_images(None, segmenter.spec, paths, out_dir, progress=progress,
-                             class_map_of=segmenter.predict)
+    written = predict_images(segmenter, paths, out_dir, progress=progress)
     echo(f"wrote {2 * len(written)} file(s) for {len(written)} image(s) to {out_dir} "
          f"({model_path.name}, {segmenter.input_size[0]}x{segmenter.input_size[1]}, "
-         f"{fit})")
+         f"{fit_mode})")
     return written
 
 
 __all__ = ["IMAGE_SUFFIXES", "PredictionFiles", "collect_images", "overlay", "predict_images",
-           "predict_logits", "predict_run", "predict_tflite", "read_image"]
+           "predict_run", "predict_tflite", "read_image"]

@@ -1,4 +1,5 @@
-"""Pictures of a run: image | ground truth | prediction grids, and the training curves.
+"""Pictures of a run: image | ground truth | prediction grids, the training curves, and
+confusion matrices.
 
     paths = visualize_run("runs/demo", split="test", num_images=8)
     # runs/demo/figures/predictions-test.png, runs/demo/figures/training_curves.png
@@ -22,6 +23,7 @@ from matplotlib.ticker import MaxNLocator
 
 from pixelwise.data.palette import colorize
 from pixelwise.data.spec import DatasetSpec
+from pixelwise.inference.imaging import class_map_of
 from pixelwise.runs import FIGURES_DIR, RunFolder, load_run, write_atomically
 
 CURVE_PANELS = (
@@ -138,12 +140,40 @@ def training_curves_figure(log_path: str | Path) -> Figure:
     return figure
 
 
+def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str = "") -> Figure:
+    """The confusion matrix, each row normalised by its label count (recall), with the
+    percentages written in the cells when there are at most 25 classes."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    totals = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    size = max(4.0, 0.45 * len(class_names) + 2.5)
+    figure = Figure(figsize=(size + 1.0, size))
+    axis = figure.subplots()
+    image = axis.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="share of the label's pixels")
+    ticks = np.arange(len(class_names))
+    axis.set_xticks(ticks, labels=class_names, rotation=60, ha="right", fontsize=8)
+    axis.set_yticks(ticks, labels=class_names, fontsize=8)
+    axis.set_xlabel("prediction")
+    axis.set_ylabel("label")
+    if len(class_names) <= 25:
+        for row in range(len(class_names)):
+            for column in range(len(class_names)):
+                value = normalised[row, column]
+                if value >= 0.005:
+                    axis.text(column, row, f"{100 * value:.0f}", ha="center", va="center",
+                              fontsize=7, color="white" if value > 0.5 else "black")
+    if title:
+        axis.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
 def grid_rows(model, spec: DatasetSpec, dataset, num_images: int) -> list[PredictionRow]:
     """Up to ``num_images`` rows from a dataset of ``(images, labels, names)`` batches."""
     rows: list[PredictionRow] = []
     for images, labels, names in dataset:
-        logits = model(images, training=False)
-        predictions = np.argmax(np.asarray(logits), axis=-1).astype(np.uint8)
+        predictions = class_map_of(model(images, training=False)).astype(np.uint8)
         for image, label_map, prediction, name in zip(np.asarray(images), np.asarray(labels),
                                                       predictions, np.asarray(names)):
             caption = name.decode() if isinstance(name, bytes) else str(name)
@@ -191,5 +221,5 @@ def visualize_run(run_dir: str | Path, *, split: str = "test", num_images: int =
     return written
 
 
-__all__ = ["PredictionRow", "grid_rows", "prediction_grid_figure", "read_log", "save_figure",
+__all__ = ["PredictionRow", "confusion_figure", "grid_rows", "prediction_grid_figure", "read_log", "save_figure",
            "training_curves_figure", "visualize_run"]

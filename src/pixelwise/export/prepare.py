@@ -1,0 +1,128 @@
+"""What both export writers share: the float32 copy of a model, the checks of a request,
+the record an export keeps of itself, and saving tf.functions as a SavedModel."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+
+from pixelwise.data.spec import DatasetSpec
+from pixelwise.inference.formats import CLASS_MAP_NAME, INPUT_NAME
+from pixelwise.models.layers import all_layers
+
+EXPORT_FORMATS = ("saved_model", "tflite")
+QUANTIZATIONS = (None, "float16", "int8")
+EXPORT_INFO_FORMAT = "pixelwise-export"
+EXPORT_INFO_VERSION = 1
+
+
+def quantization_name(quantize: str | None) -> str:
+    """``"float32"``, ``"float16"`` or ``"int8"``: how an export computes."""
+    check_quantize(quantize)
+    return quantize or "float32"
+
+
+def check_quantize(quantize: str | None) -> None:
+    """Refuse anything but None (float32), "float16" and "int8"."""
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be None (float32), 'float16' or 'int8', got {quantize!r}")
+
+
+def float32_model(model: keras.Model) -> keras.Model:
+    """``model`` itself when every layer computes in float32, else a float32 copy.
+
+    A model trained under ``mixed_bfloat16`` / ``mixed_float16`` computes in half
+    precision; TFLite has no bfloat16 kernels and the check compares against float32, so
+    the copy is rebuilt from the model's config with every dtype policy set to float32 and
+    given the same weights (stored in float32 under mixed precision anyway).
+    """
+    policies = {layer.dtype_policy.name for layer in all_layers(model)}
+    if policies <= {"float32"}:
+        return model
+    clone = type(model).from_config(_float32_config(model.get_config()))
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _float32_config(value):
+    if isinstance(value, dict):
+        if value.get("class_name") == "DTypePolicy" and isinstance(value.get("config"), dict):
+            return {**value, "config": {**value["config"], "name": "float32"}}
+        return {key: ("float32" if key == "dtype" and item in ("float16", "bfloat16")
+                      else _float32_config(item)) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_float32_config(item) for item in value)
+    return value
+
+
+def depthwise_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The model's depthwise convolutions, which XLA compiles badly for CPUs."""
+    return [layer for layer in all_layers(model)
+            if isinstance(layer, keras.layers.DepthwiseConv2D)]
+
+
+def export_info(model: keras.Model, export_format: str, *, quantize: str | None = None,
+                input_size: tuple[int, int] | None = None, input_multiple: int | None = None,
+                outputs: Sequence[str] = (CLASS_MAP_NAME,)) -> dict:
+    """What an export holds, recorded inside it (TFLite metadata / SavedModel constant)."""
+    return {"format": EXPORT_INFO_FORMAT, "version": EXPORT_INFO_VERSION,
+            "export_format": export_format, "model": model.name,
+            "quantize": quantization_name(quantize),
+            "input_size": list(input_size) if input_size is not None else None,
+            "input_multiple": input_multiple, "input": f"{INPUT_NAME}: uint8 RGB",
+            "outputs": list(outputs)}
+
+
+def check_destination(path: Path, overwrite: bool) -> None:
+    """Refuse to replace an existing export unless ``overwrite``."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: already exists; pass overwrite=True or choose "
+                              f"another path")
+
+
+def check_classes(model: keras.Model, spec: DatasetSpec) -> None:
+    """Refuse a spec whose class count is not the model's."""
+    channels = model.outputs[0].shape[-1]
+    if channels != spec.num_classes:
+        raise ValueError(f"{model.name} predicts {channels} classes but the dataset "
+                         f"description lists {spec.num_classes}; pass the run's spec")
+
+
+def check_input_size(input_size: Sequence[int], input_multiple: int) -> tuple[int, int]:
+    """``input_size`` as (height, width), refused (with the nearest valid size) unless
+    both are multiples of the model's stride."""
+    try:
+        height, width = (int(side) for side in input_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"input_size must be (height, width), got {input_size!r}") from None
+    if min(height, width) < 1 or height % input_multiple or width % input_multiple:
+        nearest = [max(input_multiple, round(side / input_multiple) * input_multiple)
+                   for side in (height, width)]
+        raise ValueError(f"input size {height}x{width}: the model needs multiples of "
+                         f"{input_multiple}; use e.g. {nearest[0]}x{nearest[1]}")
+    return height, width
+
+
+def save_functions(model: keras.Model, path: Path, functions: dict) -> None:
+    """A SavedModel of ``functions`` (tf.functions with input signatures, each exported as
+    the signature of its name) and the variables of ``model`` they read.
+
+    Only the variables are tracked, not the Keras model: what ``keras.export.ExportArchive``
+    does, without walking every layer's trackables (most of the time of an export).
+    """
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.model_variables = [variable.value for variable in model.variables]
+    signatures = {}
+    for name, function in functions.items():
+        setattr(module, name, function)
+        signatures[name] = function.get_concrete_function()
+    tf.saved_model.save(module, str(path), signatures=signatures)
+
+
+__all__ = ["EXPORT_FORMATS", "QUANTIZATIONS", "check_classes", "check_destination",
+           "check_input_size", "check_quantize", "depthwise_layers", "export_info",
+           "float32_model", "quantization_name", "save_functions"]

@@ -1,0 +1,140 @@
+"""``pixelwise export`` on a run folder: export its best model, then check the export on
+the run's held-out split (:func:`export_run`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pixelwise.export.check import AgreementReport, CheckThresholds, ExportCheckError, check_export
+from pixelwise.export.prepare import (
+    EXPORT_FORMATS,
+    check_input_size,
+    check_quantize,
+    float32_model,
+    quantization_name,
+)
+from pixelwise.export.saved_model import export_saved_model
+from pixelwise.export.tflite import export_tflite
+from pixelwise.inference.imaging import as_uint8_images
+from pixelwise.inference.segmenter import Segmenter
+from pixelwise.io import write_json_atomically
+
+DEFAULT_CALIBRATION_IMAGES = 100
+EXPORT_DIR = "export"
+
+
+def split_examples(source, split: str, *, input_size: Sequence[int], split_seed: int,
+                   limit: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(image, label)`` pairs of a split resized to ``input_size`` by the evaluation
+    pipeline (bilinear image rounded to uint8, nearest label), in list order."""
+    from pixelwise.data.pipeline import make_dataset
+
+    dataset = make_dataset(source, split, batch_size=1, input_size=tuple(input_size),
+                           training=False, split_seed=split_seed)
+    if limit is not None:
+        dataset = dataset.take(limit)
+    return [(as_uint8_images(np.asarray(images)[0]), np.asarray(labels)[0])
+            for images, labels in dataset]
+
+
+def default_export_path(run_dir: str | Path, export_format: str, quantize: str | None) -> Path:
+    """RUN/export/saved_model or RUN/export/model_{float32,float16,int8}.tflite."""
+    if export_format == "saved_model":
+        return Path(run_dir) / EXPORT_DIR / "saved_model"
+    return Path(run_dir) / EXPORT_DIR / f"model_{quantization_name(quantize)}.tflite"
+
+
+def check_report_path(export_path: str | Path) -> Path:
+    """Where the check of an export is written: ``NAME_check.json`` beside it."""
+    export_path = Path(export_path)
+    return export_path.parent / f"{export_path.stem}_check.json"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_run` wrote."""
+
+    path: Path
+    report: AgreementReport | None
+    report_path: Path | None
+
+
+def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None = None,
+               input_size: Sequence[int] | None = None, out: str | Path | None = None,
+               calibration_count: int = DEFAULT_CALIBRATION_IMAGES, check: bool = True,
+               check_limit: int | None = None, thresholds: CheckThresholds | None = None,
+               include_probabilities: bool = False, jit_compile: bool = False,
+               overwrite: bool = True, echo: Callable[[str], None] = print) -> ExportResult:
+    """Export the best model of a run and check it on the run's held-out (test) split.
+
+    Args:
+        run_dir: a run folder written by ``pixelwise train``.
+        export_format: "saved_model" or "tflite".
+        quantize: TFLite only: None (float32), "float16" or "int8".
+        input_size: the TFLite input size and the check's image size (default: the run's
+            training input size).
+        out: the SavedModel folder or .tflite file (default: :func:`default_export_path`).
+        calibration_count: int8: how many training images calibrate the activations.
+        check: run :func:`check_export` on the run's test split and write
+            ``NAME_check.json`` beside the export; a miss raises :class:`ExportCheckError`
+            (the export stays on disk for inspection).
+        check_limit: check on the first N test images only (default: all).
+        thresholds: override the default thresholds of the check.
+        include_probabilities: SavedModel: also output probabilities.
+        jit_compile: XLA for the SavedModel's serving function and the check's Keras side.
+        overwrite: replace an earlier export at the same path.
+        echo: where status lines go.
+    """
+    from pixelwise.runs import load_run
+
+    if export_format not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {export_format!r}")
+    check_quantize(quantize)
+    if export_format == "saved_model" and quantize is not None:
+        raise ValueError("quantize applies to TFLite exports; a SavedModel is float32")
+    model, spec, config = load_run(run_dir)
+    model = float32_model(model)
+    input_multiple = config.model.input_multiple
+    size = check_input_size(input_size or config.data.input_size, input_multiple)
+    path = Path(out) if out is not None else default_export_path(run_dir, export_format, quantize)
+    source, split_seed = config.data.source, config.data.split_seed
+    if export_format == "saved_model":
+        export_saved_model(model, spec, path, input_multiple=input_multiple,
+                           include_probabilities=include_probabilities,
+                           jit_compile=jit_compile, overwrite=overwrite)
+    else:
+        calibration = None
+        if quantize == "int8":
+            calibration = [image for image, _ in split_examples(
+                source, config.data.train_split, input_size=size, split_seed=split_seed,
+                limit=calibration_count)]
+            echo(f"calibrating int8 on {len(calibration)} image(s) of split "
+                 f"{config.data.train_split!r}")
+        export_tflite(model, spec, path, input_size=size, quantize=quantize,
+                      calibration_images=calibration, input_multiple=input_multiple,
+                      overwrite=overwrite)
+    echo(f"wrote {path} ({export_format}, {quantization_name(quantize)}"
+         + (f", {size[0]}x{size[1]}" if export_format == "tflite" else "") + ")")
+    if not check:
+        return ExportResult(path, None, None)
+    examples = split_examples(source, config.data.test_split, input_size=size,
+                              split_seed=split_seed, limit=check_limit)
+    exported = Segmenter.from_path(path)
+    report = check_export(model, spec, exported, examples, quantize=quantize,
+                          thresholds=thresholds, input_multiple=input_multiple,
+                          jit_compile=jit_compile, raise_on_failure=False)
+    report_path = check_report_path(path)
+    write_json_atomically(report_path, report.to_dict())
+    for line in report.lines():
+        echo(line)
+    if not report.passed:
+        raise ExportCheckError(report)
+    return ExportResult(path, report, report_path)
+
+
+__all__ = ["DEFAULT_CALIBRATION_IMAGES", "EXPORT_DIR", "ExportResult", "check_report_path",
+           "default_export_path", "export_run", "split_examples"]

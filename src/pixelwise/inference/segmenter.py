@@ -1,0 +1,189 @@
+"""The Segmenter interface: class maps and probabilities for images of any size.
+
+    segmenter = Segmenter.from_path("runs/voc")                 # or best.keras,
+    segmenter = Segmenter.from_path("model_int8.tflite")        # a SavedModel folder
+    class_map = segmenter.predict(image)          # int32 [H, W] for uint8 RGB [H, W, 3]
+    probabilities = segmenter.probabilities(image)               # float32 [H, W, C]
+    class_maps = segmenter.predict_batch(images)                 # [B, H, W]
+    for result in segmenter.stream(frames):                      # any iterable of frames
+        use(result.class_map, result.timings_ms)
+
+Every model form runs the same three stages: the image is fitted to the model's input
+(``fit_mode``: see :mod:`pixelwise.inference.imaging`), the model runs on the canvas, and
+its answer is mapped back to the image's size. Logits and probabilities are mapped back
+before the argmax; a model that only gives class maps (a .tflite export, whose graph ends
+in an argmax) has its map resized nearest-neighbour.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pixelwise.data.spec import DatasetSpec
+from pixelwise.inference.imaging import (
+    FIT_MODES,
+    Fitting,
+    as_uint8_images,
+    check_rgb,
+    class_map_of,
+    fit_images,
+    map_back,
+    plan_fitting,
+)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result: its class map, its probabilities (when asked for) and the time
+    of each stage in milliseconds (``preprocess``, ``inference``, ``postprocess``)."""
+
+    class_map: np.ndarray
+    probabilities: np.ndarray | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Segmenter:
+    """A segmentation model of any form behind one interface (see the module docstring).
+
+    Subclasses say what their model takes (``pixel_dtype``: uint8 or float32 canvases) and
+    implement ``_forward(canvases)``, giving class maps [B, h, w] or scores [B, h, w, C]
+    whose argmax is the class, and, where the form can, ``_forward_probabilities``.
+
+    Attributes:
+        spec: the classes the model predicts.
+        fit_mode: "pad", "resize" or "letterbox".
+        input_size: the model's (height, width) input, or None for any size.
+        input_multiple: "pad" on a model of any size pads to a multiple of this.
+    """
+
+    pixel_dtype = np.uint8
+
+    def __init__(self, spec: DatasetSpec, *, fit_mode: str = "pad",
+                 input_size: Sequence[int] | None = None, input_multiple: int = 1) -> None:
+        if fit_mode not in FIT_MODES:
+            raise ValueError(f"fit_mode must be one of {', '.join(FIT_MODES)}, got {fit_mode!r}")
+        if fit_mode != "pad" and input_size is None:
+            raise ValueError(f"fit_mode {fit_mode!r} needs an input_size (height, width)")
+        self.spec = spec
+        self.fit_mode = fit_mode
+        self.input_size = (None if input_size is None
+                           else (int(input_size[0]), int(input_size[1])))
+        self.input_multiple = int(input_multiple)
+
+    # ------------------------------------------------------------------ what a form implements
+
+    def _forward(self, canvases: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _forward_probabilities(self, canvases: np.ndarray) -> np.ndarray:
+        raise ValueError(f"{self.describe()} gives class maps only, not probabilities")
+
+    def describe(self) -> str:
+        """A few words naming the model (for messages)."""
+        return type(self).__name__
+
+    # ------------------------------------------------------------------ the interface
+
+    def fitting(self, image_size: Sequence[int]) -> Fitting:
+        """Where an image of ``image_size`` lands on the model's input."""
+        return plan_fitting(image_size, self.fit_mode, input_size=self.input_size,
+                            input_multiple=self.input_multiple)
+
+    def predict(self, image) -> np.ndarray:
+        """int32 class map [H, W] of one RGB image [H, W, 3] of any size."""
+        return self.segment(image).class_map
+
+    def probabilities(self, image) -> np.ndarray:
+        """float32 class probabilities [H, W, C] of one RGB image [H, W, 3]."""
+        return self.segment(image, probabilities=True).probabilities
+
+    def predict_batch(self, images) -> np.ndarray | list[np.ndarray]:
+        """Class maps of several images: [B, H, W] for an array [B, H, W, 3]; a list for a
+        list of images (each at its own size)."""
+        if isinstance(images, np.ndarray):
+            return self._run_batch(images, probabilities=False)[0]
+        return [self.predict(image) for image in images]
+
+    def probabilities_batch(self, images) -> np.ndarray | list[np.ndarray]:
+        """Probabilities of several images, as :meth:`predict_batch` gives class maps."""
+        if isinstance(images, np.ndarray):
+            return self._run_batch(images, probabilities=True)[1]
+        return [self.probabilities(image) for image in images]
+
+    def segment(self, image, *, probabilities: bool = False) -> Prediction:
+        """The :class:`Prediction` of one image, with its stage times."""
+        image = check_rgb(image)
+        class_maps, probability_maps, timings = self._run_batch(image[None], probabilities)
+        return Prediction(class_maps[0],
+                          None if probability_maps is None else probability_maps[0], timings)
+
+    def stream(self, frames: Iterable, *, probabilities: bool = False) -> Iterator[Prediction]:
+        """A :class:`Prediction` for each frame of ``frames`` (any iterable of RGB images,
+        e.g. a video's), computed as each frame arrives."""
+        for frame in frames:
+            yield self.segment(frame, probabilities=probabilities)
+
+    # ------------------------------------------------------------------ the three stages
+
+    def _run_batch(self, images: np.ndarray, probabilities: bool):
+        """(class maps, probabilities or None, stage times) of same-size images."""
+        images = check_rgb(images, batched=True)
+        if np.dtype(self.pixel_dtype) == np.uint8:
+            images = as_uint8_images(images, batched=True)
+        start = time.perf_counter()
+        fitting = self.fitting(images.shape[1:3])
+        canvases = fit_images(images, fitting, self.pixel_dtype)
+        fitted = time.perf_counter()
+        if probabilities:
+            scores = self._forward_probabilities(canvases)
+        else:
+            scores = self._forward(canvases)
+        inferred = time.perf_counter()
+        scores = map_back(scores, fitting)
+        if scores.ndim == 4:
+            class_maps = class_map_of(scores)
+        else:
+            class_maps = scores.astype(np.int32, copy=False)
+        done = time.perf_counter()
+        timings = {"preprocess": 1000.0 * (fitted - start),
+                   "inference": 1000.0 * (inferred - fitted),
+                   "postprocess": 1000.0 * (done - inferred)}
+        return class_maps, (scores.astype(np.float32, copy=False) if probabilities else None), timings
+
+    # ------------------------------------------------------------------ opening a model
+
+    @staticmethod
+    def from_path(path: str | Path, **options) -> "Segmenter":
+        """The segmenter of a run folder, a ``.keras`` file, a SavedModel folder (from
+        ``pixelwise export --format saved_model``) or a ``.tflite`` file.
+
+        ``options`` go to the form's constructor: ``fit_mode``, ``input_size``; Keras:
+        ``scales``, ``flip``, ``jit_compile``, ``input_multiple``, ``spec``; TFLite:
+        ``num_threads``.
+        """
+        path = Path(path)
+        if path.is_dir() and (path / "saved_model.pb").is_file():
+            from pixelwise.inference.saved_model import SavedModelSegmenter
+
+            return SavedModelSegmenter(path, **options)
+        if path.is_file() and path.suffix == ".tflite":
+            from pixelwise.inference.tflite import TFLiteSegmenter
+
+            return TFLiteSegmenter(path, **options)
+        if (path.is_dir() and (path / "config.json").is_file()) or (
+                path.is_file() and path.suffix == ".keras"):
+            from pixelwise.inference.keras_model import KerasSegmenter
+
+            return KerasSegmenter.from_path(path, **options)
+        what = "no such file or folder" if not path.exists() else "not a model pixelwise reads"
+        raise FileNotFoundError(f"{path}: {what}; give a run folder, a .keras file, a "
+                                f"SavedModel folder (pixelwise export --format saved_model) "
+                                f"or a .tflite file")
+
+
+__all__ = ["Prediction", "Segmenter"]
