@@ -239,3 +239,41 @@ def test_resizing_matches_tensorflow():
         np.testing.assert_array_equal(
             resize_nearest(labels, size),
             tf.image.resize(labels[..., None], size, method="nearest").numpy()[..., 0])
+
+
+def test_large_images_run_scaled_down_to_max_pixels_and_come_back_full_size(blob_model):
+    """Issue 16 case 5: a photo far above the bound never reaches the model whole."""
+    (image, label_map), = blob_examples(1, seed=5, height=4 * SIZE, width=6 * SIZE)
+    seen_shapes = []
+
+    def recording_model(images, training=False):
+        seen_shapes.append(tuple(images.shape))
+        return blob_model(images, training=training)
+
+    segmenter = KerasSegmenter(blob_model, BLOB_SPEC, input_multiple=4, max_pixels=SIZE * SIZE)
+    segmenter._logits = recording_model
+    class_map = segmenter.predict(image)
+    assert class_map.shape == image.shape[:2]
+    (_, height, width, _), = seen_shapes
+    assert height * width <= SIZE * SIZE * 1.2  # the bound, up to rounding to the stride
+    assert class_iou(label_map, class_map, 3) > 0.6  # still a good map at full size
+    # Probabilities come back at full size too.
+    assert segmenter.probabilities(image).shape == (*image.shape[:2], 3)
+    # Under the bound nothing changes: the image runs at its own size.
+    assert plan_fitting((60, 80), "pad", input_multiple=4, max_pixels=60 * 80).inner_size == (60, 80)
+    assert plan_fitting((600, 800), "pad", input_multiple=4, max_pixels=None).inner_size == (600, 800)
+    with pytest.raises(ValueError, match="max_pixels must be at least 1"):
+        KerasSegmenter(blob_model, BLOB_SPEC, max_pixels=0)
+
+
+def test_predict_names_a_photo_above_the_pixel_limit(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from pixelwise.data.images import OversizedImageError
+    from pixelwise.predict import read_image
+
+    Image.new("RGB", (200, 100)).save(tmp_path / "huge.jpg")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # the limit is twice this
+    with pytest.raises(OversizedImageError, match=r"huge.jpg: image of 20,000 pixels is above "
+                                                  r"the limit of 10,000 pixels"):
+        read_image(tmp_path / "huge.jpg")

@@ -13,7 +13,10 @@ training pipeline pads with) and crops the logits back to the image; or, with ``
 runs at the training input size and resizes the logits back (bilinear). An exported TFLite
 model runs at its fixed input size: each image is resized (or letterboxed) to it and the
 class map mapped back (nearest neighbour); its classes come from the file's own metadata.
-Either way the class map has the image's own size. Images are read with
+Either way the class map has the image's own size. A photo of more than 2 MiP
+(``pixelwise.inference.DEFAULT_MAX_PIXELS``; ``max_pixels``) runs scaled down to that
+size and its class map is brought back to full size, so memory stays bounded however large
+the photo. Images are read with
 PIL (any mode becomes RGB; the EXIF orientation is applied, so the map lines up with the
 picture as viewers show it).
 """
@@ -28,9 +31,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
+from pixelwise.data.images import OversizedImageError, open_image
 from pixelwise.data.palette import colorize, write_label
 from pixelwise.data.spec import DatasetSpec
-from pixelwise.inference import KerasSegmenter, Segmenter, TFLiteSegmenter
+from pixelwise.inference import DEFAULT_MAX_PIXELS, KerasSegmenter, Segmenter, TFLiteSegmenter
 from pixelwise.io import write_atomically
 from pixelwise.runs import PREDICTIONS_DIR, RunFolder
 
@@ -73,9 +77,11 @@ def read_image(path: str | Path) -> np.ndarray:
     """An image file as uint8 RGB [H, W, 3] (EXIF orientation applied)."""
     path = Path(path)
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             image = ImageOps.exif_transpose(image)
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except OversizedImageError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"{path}: cannot read it as an image: {error}") from error
 
@@ -129,11 +135,14 @@ def predict_images(segmenter: Segmenter, paths: Sequence[str | Path], out_dir: s
 
 def predict_run(run_dir: str | Path, paths: Sequence[str | Path],
                 out_dir: str | Path | None = None, *, resize: bool = False,
-                progress: bool = True, echo: Callable[[str], None] = print) -> list[PredictionFiles]:
+                max_pixels: int | None = DEFAULT_MAX_PIXELS, progress: bool = True,
+                echo: Callable[[str], None] = print) -> list[PredictionFiles]:
     """``predict_images`` with the best model of a run; ``resize`` runs the model at the
-    run's training input size instead of padding. Default ``out_dir``: RUN/predictions."""
+    run's training input size instead of padding; ``max_pixels`` bounds the size a photo
+    runs at (see the module docstring). Default ``out_dir``: RUN/predictions."""
     folder = RunFolder(Path(run_dir))
-    segmenter = KerasSegmenter.from_path(folder.root, fit_mode="resize" if resize else "pad")
+    segmenter = KerasSegmenter.from_path(folder.root, fit_mode="resize" if resize else "pad",
+                                         max_pixels=max_pixels)
     out_dir = Path(out_dir) if out_dir is not None else folder.root / PREDICTIONS_DIR
     written = predict_images(segmenter, paths, out_dir, progress=progress)
     echo(f"wrote {2 * len(written)} file(s) for {len(written)} image(s) to {out_dir}")

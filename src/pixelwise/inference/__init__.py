@@ -14,6 +14,7 @@ sides agree on).
 """
 
 from pixelwise.inference.imaging import (
+    DEFAULT_MAX_PIXELS,
     FIT_MODES,
     Fitting,
     as_uint8_images,
@@ -39,7 +40,7 @@ from pixelwise.inference.tflite import (
     read_tflite_spec,
 )
 
-__all__ = ["FIT_MODES", "Fitting", "KerasSegmenter", "Prediction", "SavedModelSegmenter",
+__all__ = ["DEFAULT_MAX_PIXELS", "FIT_MODES", "Fitting", "KerasSegmenter", "Prediction", "SavedModelSegmenter",
            "Segmenter", "TFLiteSegmenter", "as_uint8_images", "average_probabilities",
            "class_map_of", "fit_images", "make_interpreter", "map_back", "plan_fitting",
            "predict_probabilities", "read_saved_model_spec", "read_tflite_metadata",

@@ -5,6 +5,10 @@ size; the rest of the canvas is the ImageNet mean colour (what training pads wit
 
 - ``"pad"``: the image as it is; the canvas is the next multiple of the model's stride (a
   model of any input size) or the model's fixed input size (an image no larger than it).
+  On a model of any input size, an image of more than ``max_pixels`` pixels is first
+  scaled down (aspect kept) to fit ``max_pixels``: the model's memory grows with the
+  canvas, so a 24-megapixel photo must not reach it whole. The answer is brought back to
+  the full size like any other.
 - ``"resize"``: the image resized to the input size (bilinear), filling the canvas.
 - ``"letterbox"``: the image scaled to fit inside the input size, keeping its aspect ratio.
 
@@ -16,6 +20,7 @@ sees what the model was trained on.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +30,8 @@ from pixelwise.data.pipeline import MEAN_RGB
 from pixelwise.io import round_up
 
 FIT_MODES = ("pad", "resize", "letterbox")
+# 2 MiP: a full-HD frame (1920 x 1080) runs at its own size; larger photos are scaled down.
+DEFAULT_MAX_PIXELS = 2048 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,19 +45,25 @@ class Fitting:
 
 
 def plan_fitting(image_size: Sequence[int], fit_mode: str, *,
-                 input_size: Sequence[int] | None = None, input_multiple: int = 1) -> Fitting:
+                 input_size: Sequence[int] | None = None, input_multiple: int = 1,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Fitting:
     """The :class:`Fitting` of an image of ``image_size`` (see the module docstring).
 
     ``input_size``: the model's input (height, width); needed for "resize" and
     "letterbox", and for "pad" on a model of fixed size. ``input_multiple``: "pad" without
-    ``input_size`` pads to a multiple of it.
+    ``input_size`` pads to a multiple of it. ``max_pixels``: "pad" without ``input_size``
+    scales larger images down to at most this many pixels (None: never).
     """
     if fit_mode not in FIT_MODES:
         raise ValueError(f"fit_mode must be one of {', '.join(FIT_MODES)}, got {fit_mode!r}")
     height, width = (int(side) for side in image_size)
     if fit_mode == "pad" and input_size is None:
-        canvas = (round_up(height, input_multiple), round_up(width, input_multiple))
-        return Fitting((height, width), (height, width), canvas)
+        inner = (height, width)
+        if max_pixels is not None and height * width > max_pixels:
+            scale = math.sqrt(max_pixels / (height * width))
+            inner = (max(1, int(height * scale)), max(1, int(width * scale)))
+        canvas = (round_up(inner[0], input_multiple), round_up(inner[1], input_multiple))
+        return Fitting((height, width), inner, canvas)
     if input_size is None:
         raise ValueError(f"fit_mode {fit_mode!r} needs the model's input size (input_size)")
     input_height, input_width = (int(side) for side in input_size)
@@ -180,5 +193,5 @@ def resize_scores(values: np.ndarray, size: Sequence[int]) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(resized), dtype=np.float32)
 
 
-__all__ = ["FIT_MODES", "Fitting", "as_uint8_images", "check_rgb", "class_map_of", "fit_images",
+__all__ = ["DEFAULT_MAX_PIXELS", "FIT_MODES", "Fitting", "as_uint8_images", "check_rgb", "class_map_of", "fit_images",
            "map_back", "plan_fitting", "resize_bilinear", "resize_nearest", "resize_scores"]

@@ -21,6 +21,7 @@ import numpy as np
 from keras import ops
 
 from pixelwise.data.spec import DatasetSpec
+from pixelwise.inference.imaging import DEFAULT_MAX_PIXELS
 from pixelwise.inference.segmenter import Segmenter
 
 
@@ -81,6 +82,7 @@ class KerasSegmenter(Segmenter):
         scales: average the probabilities over these scales (1.0: none).
         flip: average over horizontally mirrored images too.
         jit_compile: run the forward pass through XLA (one compilation per input shape).
+        max_pixels: "pad" scales larger images down to this many pixels (None: never).
     """
 
     pixel_dtype = np.float32
@@ -88,9 +90,9 @@ class KerasSegmenter(Segmenter):
     def __init__(self, model: keras.Model, spec: DatasetSpec, *, input_multiple: int = 16,
                  fit_mode: str = "pad", input_size: Sequence[int] | None = None,
                  scales: Sequence[float] = (1.0,), flip: bool = False,
-                 jit_compile: bool = False) -> None:
+                 jit_compile: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
         super().__init__(spec, fit_mode=fit_mode, input_size=input_size,
-                         input_multiple=input_multiple)
+                         input_multiple=input_multiple, max_pixels=max_pixels)
         channels = model.outputs[0].shape[-1]
         if channels != spec.num_classes:
             raise ValueError(f"{model.name} predicts {channels} classes but the dataset "

@@ -21,6 +21,7 @@ from pixelwise.inference.formats import (
     PROBABILITIES_NAME,
     SERVING_SIGNATURE,
 )
+from pixelwise.inference.imaging import DEFAULT_MAX_PIXELS
 from pixelwise.inference.segmenter import Segmenter
 
 
@@ -42,7 +43,8 @@ class SavedModelSegmenter(Segmenter):
     """
 
     def __init__(self, path: str | Path, *, fit_mode: str = "pad",
-                 input_size: Sequence[int] | None = None) -> None:
+                 input_size: Sequence[int] | None = None,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
         import tensorflow as tf
 
         self.path = Path(path)
@@ -61,7 +63,8 @@ class SavedModelSegmenter(Segmenter):
                                      source=str(self.path))
         self.export_info = json.loads(constants["export_info"].numpy())
         # The graph pads to the stride itself (with the exact mean colour): no padding here.
-        super().__init__(spec, fit_mode=fit_mode, input_size=input_size, input_multiple=1)
+        super().__init__(spec, fit_mode=fit_mode, input_size=input_size, input_multiple=1,
+                         max_pixels=max_pixels)
 
     def describe(self) -> str:
         return f"SavedModel {self.path}"

@@ -26,6 +26,7 @@ import numpy as np
 
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.inference.imaging import (
+    DEFAULT_MAX_PIXELS,
     FIT_MODES,
     Fitting,
     as_uint8_images,
@@ -59,12 +60,15 @@ class Segmenter:
         fit_mode: "pad", "resize" or "letterbox".
         input_size: the model's (height, width) input, or None for any size.
         input_multiple: "pad" on a model of any size pads to a multiple of this.
+        max_pixels: "pad" on a model of any size scales larger images down to this many
+            pixels, bounding memory (None: never; see ``pixelwise.inference.imaging``).
     """
 
     pixel_dtype = np.uint8
 
     def __init__(self, spec: DatasetSpec, *, fit_mode: str = "pad",
-                 input_size: Sequence[int] | None = None, input_multiple: int = 1) -> None:
+                 input_size: Sequence[int] | None = None, input_multiple: int = 1,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
         if fit_mode not in FIT_MODES:
             raise ValueError(f"fit_mode must be one of {', '.join(FIT_MODES)}, got {fit_mode!r}")
         if fit_mode != "pad" and input_size is None:
@@ -74,6 +78,9 @@ class Segmenter:
         self.input_size = (None if input_size is None
                            else (int(input_size[0]), int(input_size[1])))
         self.input_multiple = int(input_multiple)
+        if max_pixels is not None and int(max_pixels) < 1:
+            raise ValueError(f"max_pixels must be at least 1 (or None), got {max_pixels!r}")
+        self.max_pixels = None if max_pixels is None else int(max_pixels)
 
     # ------------------------------------------------------------------ what a form implements
 
@@ -92,7 +99,7 @@ class Segmenter:
     def fitting(self, image_size: Sequence[int]) -> Fitting:
         """Where an image of ``image_size`` lands on the model's input."""
         return plan_fitting(image_size, self.fit_mode, input_size=self.input_size,
-                            input_multiple=self.input_multiple)
+                            input_multiple=self.input_multiple, max_pixels=self.max_pixels)
 
     def predict(self, image) -> np.ndarray:
         """int32 class map [H, W] of one RGB image [H, W, 3] of any size."""
@@ -144,6 +151,10 @@ class Segmenter:
         else:
             scores = self._forward(canvases)
         inferred = time.perf_counter()
+        if (not probabilities and scores.ndim == 4 and self.fit_mode == "pad"
+                and fitting.inner_size != fitting.image_size):
+            # Scaled down for memory: bring back the class map, not every class's scores.
+            scores = class_map_of(scores)
         scores = map_back(scores, fitting)
         if scores.ndim == 4:
             class_maps = class_map_of(scores)
