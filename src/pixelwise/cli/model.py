@@ -95,7 +95,8 @@ def benchmark(name: str, backbone: str, output_stride: int | None, input_size: t
             throughput_repeats=throughput_repeats, train_steps=train_steps, warmup=warmup,
             xla_inference=xla, tflite_threads=bench.parse_thread_counts(tflite_threads),
             matmul_size=matmul_size)
-        result = bench.run_benchmark(settings, echo=lambda line: click.echo(f"... {line}", err=True))
+        result = bench.run_benchmark(settings,
+                                     echo=lambda line: click.echo(f"... {line}", err=True))
     for line in result.lines():
         click.echo(line)
     # Report writing: to move into pixelwise.benchmark (its owner's file) as one function.

@@ -102,16 +102,16 @@ def predict(run_dir: Path, inputs: tuple[Path, ...], out_dir: Path | None, resiz
 @click.option("--jit-compile/--no-jit-compile", default=False, show_default=True,
               help="XLA for the SavedModel's serving function and the check's Keras side.")
 def export(run_dir: Path, export_format: str, quantize: str | None,
-           input_size: tuple[int, int] | None,
-           out_path: Path | None, calibration_images: int, check: bool,
-           check_images: int | None, probabilities: bool, jit_compile: bool) -> None:
+           input_size: tuple[int, int] | None, out_path: Path | None,
+           calibration_images: int, check: bool, check_images: int | None,
+           probabilities: bool, jit_compile: bool) -> None:
     """Export RUN's best model as a SavedModel or TFLite, checked against Keras."""
     from pixelwise.export import ExportCheckError, export_run
 
     try:
         export_run(run_dir, export_format=export_format, quantize=quantize,
-                   input_size=input_size,
-                   out=out_path, calibration_count=calibration_images, check=check,
+                   input_size=input_size, out=out_path,
+                   calibration_count=calibration_images, check=check,
                    check_limit=check_images, include_probabilities=probabilities,
                    jit_compile=jit_compile, echo=click.echo)
     except ExportCheckError as error:

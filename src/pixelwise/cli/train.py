@@ -38,17 +38,20 @@ from pixelwise.run_options import NO_MIXED_PRECISION
               help="imagenet, none (random init) or the path of a weights file.")
 @click.option("--output-stride", default=None, type=registry_choice("output_stride"),
               help="DeepLab: 16 (default) or 8; U-Net: 32.")
-@click.option("--width-multiplier", default=ModelConfig.width_multiplier, show_default=True, help="MobileNetV2's alpha.")
+@click.option("--width-multiplier", default=ModelConfig.width_multiplier, show_default=True,
+              help="MobileNetV2's alpha.")
 @click.option("--multi-grid/--no-multi-grid", default=False, show_default=True,
               help="ResNet50 conv5 rates x (1, 2, 4).")
 @click.option("--aspp-filters", default=None, type=click.IntRange(min=1),
               help="DeepLab ASPP channels (default 256).")
-@click.option("--dropout", default=ModelConfig.dropout, show_default=True, type=click.FloatRange(0, 1, max_open=True))
+@click.option("--dropout", default=ModelConfig.dropout, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True))
 @click.option("--bn-momentum", default=ModelConfig.bn_momentum, show_default=True,
               type=click.FloatRange(0, 1, max_open=True),
               help="Batch-norm momentum; 0.9 for short runs from scratch.")
 @click.option("--epochs", default=TrainConfig.epochs, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=TrainConfig.batch_size, show_default=True, type=click.IntRange(min=1),
+@click.option("--batch-size", default=TrainConfig.batch_size, show_default=True,
+              type=click.IntRange(min=1),
               help="Images per step on each replica (the global batch is this x replicas).")
 @click.option("--input-size", default="x".join(map(str, DataConfig.input_size)),
               show_default=True, type=SIZE,
@@ -69,8 +72,10 @@ from pixelwise.run_options import NO_MIXED_PRECISION
               type=library_choice("pixelwise.data.pipeline", "AUGMENTS"))
 @click.option("--train-split", default=DataConfig.train_split, show_default=True)
 @click.option("--val-split", default=DataConfig.val_split, show_default=True)
-@click.option("--split-seed", default=DataConfig.split_seed, show_default=True, help="Seed of the val/test halves.")
-@click.option("--seed", default=TrainConfig.seed, show_default=True, help="Seed of weights, order, augmentation.")
+@click.option("--split-seed", default=DataConfig.split_seed, show_default=True,
+              help="Seed of the val/test halves.")
+@click.option("--seed", default=TrainConfig.seed, show_default=True,
+              help="Seed of weights, order, augmentation.")
 @click.option("--mixed-precision", default=NO_MIXED_PRECISION, show_default=True,
               type=click.Choice([NO_MIXED_PRECISION, *MIXED_PRECISION_POLICIES]))
 @click.option("--jit-compile/--no-jit-compile", default=TrainConfig.jit_compile, show_default=True,
@@ -83,7 +88,8 @@ from pixelwise.run_options import NO_MIXED_PRECISION
 @click.option("--lr-scaling", default=TrainConfig.lr_scaling, show_default=True,
               type=click.Choice(LR_SCALINGS),
               help="How the learning rate follows the global batch (batch size x replicas).")
-@click.option("--sync-batchnorm/--no-sync-batchnorm", default=TrainConfig.sync_batchnorm, show_default=True,
+@click.option("--sync-batchnorm/--no-sync-batchnorm", default=TrainConfig.sync_batchnorm,
+              show_default=True,
               help="With several replicas, batch norm statistics over the global batch.")
 @click.option("--strategy", "strategy_name", default="auto", show_default=True,
               type=library_choice("pixelwise.distribute", "STRATEGY_NAMES"),
