@@ -14,22 +14,12 @@ from pixelwise.data.synthetic import generate_synthetic
 
 SIZE = 64
 NUM_CLASSES = 6
-TINY = ["--backbone", "mobilenetv2", "--width-multiplier", "0.35", "--backbone-weights", "none",
-        "--aspp-filters", "16", "--bn-momentum", "0.9", "--batch-size", "4",
-        "--input-size", str(SIZE), "--quiet"]
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
+def trained_run(tiny_trained_run):
     """A synthetic dataset and a run trained on it for 2 epochs through `pixelwise train`."""
-    base = tmp_path_factory.mktemp("e2e")
-    data = base / "synth"
-    generate_synthetic(data, num_images=24, size=SIZE, seed=5)
-    run_dir = base / "run"
-    result = CliRunner().invoke(cli, ["train", "--data", str(data), "--out", str(run_dir),
-                                      "--epochs", "2", *TINY])
-    assert result.exit_code == 0, result.output
-    return data, run_dir, result.output
+    return tiny_trained_run
 
 
 def png_size(path):
@@ -119,10 +109,10 @@ def test_visualize_grid_and_curves(trained_run):
     assert width == one_width and height > 2 * one_height  # three rows against one
 
 
-def test_cli_refuses_a_different_config_and_mixed_resume_options(trained_run):
+def test_cli_refuses_a_different_config_and_mixed_resume_options(trained_run, tiny_train_flags):
     data, run_dir, _ = trained_run
     changed = CliRunner().invoke(cli, ["train", "--data", str(data), "--out", str(run_dir),
-                                       "--epochs", "3", *TINY])
+                                       "--epochs", "3", *tiny_train_flags])
     assert changed.exit_code == 1
     assert "train.epochs: 2 -> 3" in changed.output and "--resume" in changed.output
     mixed = CliRunner().invoke(cli, ["train", "--resume", str(run_dir), "--epochs", "5"])
@@ -133,7 +123,7 @@ def test_cli_refuses_a_different_config_and_mixed_resume_options(trained_run):
     assert incomplete.exit_code == 2 and "--data" in incomplete.output
 
 
-def test_cli_names_bad_data_before_training(tmp_path):
+def test_cli_names_bad_data_before_training(tmp_path, tiny_train_flags):
     data = tmp_path / "synth"
     generate_synthetic(data, num_images=8, size=SIZE, seed=2)
     name = (data / "ImageSets" / "Segmentation" / "train.txt").read_text().split()[0]
@@ -141,7 +131,7 @@ def test_cli_names_bad_data_before_training(tmp_path):
     labels[0, 0] = 77
     Image.fromarray(labels, mode="L").save(data / "SegmentationClass" / f"{name}.png")
     result = CliRunner().invoke(cli, ["train", "--data", str(data), "--out",
-                                      str(tmp_path / "run"), *TINY])
+                                      str(tmp_path / "run"), *tiny_train_flags])
     assert result.exit_code == 1
     assert f"{name}.png: label value(s) 77" in result.output
     assert not (tmp_path / "run").exists()

@@ -1,7 +1,9 @@
 """The segmentation models: shapes, strides, weights, the ASPP, sizes and saving.
 
-ResNet-50 models take seconds to build, so they are built once per module and shared;
-inputs are 64-128 px.
+Shape logic runs on the tiny backbone (built in a fraction of a second); what is about the
+real backbones (their weights, their parameter counts against the papers, their layers'
+saving) builds them, marked slow where that is a ResNet-50. Those are built once per
+module and shared; inputs are 64-128 px.
 """
 
 import socket
@@ -17,7 +19,7 @@ from pixelwise.models import (
     build_model,
     load_model,
 )
-from pixelwise.models.backbones import imagenet_weights_filename
+from pixelwise.models.backbones import FEATURE_LAYERS, imagenet_weights_filename
 from pixelwise.models.layers import AtrousConv2D, AtrousDepthwiseConv2D
 
 NUM_CLASSES = 21
@@ -44,6 +46,13 @@ def _images(height: int, width: int, batch: int = 1, seed: int = 0) -> np.ndarra
 
 def _submodel(model: keras.Model, *layer_names: str) -> keras.Model:
     return keras.Model(model.input, [model.get_layer(name).output for name in layer_names])
+
+
+@pytest.fixture(scope="module")
+def tiny_deeplabv3() -> keras.Model:
+    """DeepLab v3 on the tiny backbone, output stride 16, unknown height and width."""
+    keras.utils.set_random_seed(0)
+    return build_model("deeplabv3", num_classes=NUM_CLASSES, backbone="tiny", aspp_filters=16)
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +87,13 @@ def mobilenetv2_weights(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def built_models(deeplabv3):
+def built_models(request):
     """Every model by (name, backbone), built once when first asked; MobileNetV2 at 0.35."""
-    built = {("deeplabv3", "resnet50"): deeplabv3}
+    built = {}
 
     def get(name: str, backbone: str) -> keras.Model:
+        if (name, backbone) == ("deeplabv3", "resnet50"):
+            return request.getfixturevalue("deeplabv3")
         if (name, backbone) not in built:
             keras.utils.set_random_seed(3)
             width = 0.35 if backbone == "mobilenetv2" else 1.0
@@ -93,23 +104,29 @@ def built_models(deeplabv3):
     return get
 
 
-ALL_MODELS = [(name, backbone) for name in ("deeplabv3", "deeplabv3plus", "unet")
-              for backbone in ("resnet50", "mobilenetv2")]
+ALL_MODELS = [pytest.param(name, backbone,
+                           marks=[pytest.mark.slow] if backbone == "resnet50" else [])
+              for name in ("deeplabv3", "deeplabv3plus", "unet")
+              for backbone in ("resnet50", "mobilenetv2", "tiny")]
+TINY_MODELS = [("deeplabv3", 16), ("deeplabv3", 8), ("deeplabv3plus", 16),
+               ("deeplabv3plus", 8), ("unet", 32)]
 
 
 # --- shapes and strides -------------------------------------------------------------------
 
 @pytest.mark.parametrize("height, width", [(64, 64), (64, 96), (96, 48), (128, 128), (80, 112)])
-def test_deeplabv3_logits_follow_the_input_size(deeplabv3, height, width):
+def test_deeplabv3_logits_follow_the_input_size(tiny_deeplabv3, height, width):
+    deeplabv3 = tiny_deeplabv3
     assert deeplabv3.input.shape == (None, None, None, 3)
     logits = deeplabv3(_images(height, width, batch=2), training=False)
     assert tuple(logits.shape) == (2, height, width, NUM_CLASSES)
     assert logits.dtype == "float32"
 
 
-def test_predict_on_images_of_the_same_height_and_other_widths(deeplabv3):
+def test_predict_on_images_of_the_same_height_and_other_widths(tiny_deeplabv3):
     """predict() traces again with the width relaxed to None and the batch and height
     known: the case where TensorFlow's own dilated conv fails (see test_model_layers)."""
+    deeplabv3 = tiny_deeplabv3
     for width in (64, 96, 128):
         images = _images(64, width, seed=width)
         np.testing.assert_allclose(deeplabv3.predict(images, verbose=0),
@@ -125,9 +142,29 @@ def test_every_model_gives_logits_of_the_input_size(built_models, name, backbone
     assert model.layers[-1].name == "logits"
 
 
+@pytest.mark.parametrize("name, output_stride", TINY_MODELS)
+def test_every_model_on_the_tiny_backbone_has_its_strides(name, output_stride):
+    model = build_model(name, num_classes=NUM_CLASSES, backbone="tiny",
+                        output_stride=None if name == "unet" else output_stride)
+    images = _images(64, 96)
+    deepest, logits = _submodel(model, FEATURE_LAYERS["tiny"][32], "logits")(images)
+    assert deepest.shape[1:3] == (64 // output_stride, 96 // output_stride)
+    assert tuple(logits.shape) == (1, 64, 96, NUM_CLASSES) and logits.dtype == "float32"
+    dilated = [layer.dilation_rate[0] for layer in model.layers
+               if layer.name.startswith("stage") and layer.name.endswith("_conv")]
+    assert dilated == {32: [1] * 5, 16: [1, 1, 1, 1, 2], 8: [1, 1, 1, 2, 4]}[output_stride]
+
+
+def test_tiny_backbone_has_no_pretrained_weights():
+    with pytest.raises(ValueError, match="tiny backbone has no pretrained weights"):
+        build_model("deeplabv3", num_classes=3, backbone="tiny", backbone_weights="imagenet")
+    with pytest.raises(ValueError, match="multi_grid applies to the resnet50 backbone only"):
+        build_model("deeplabv3", num_classes=3, backbone="tiny", multi_grid=(1, 2, 4))
+
+
 def test_fixed_size_model_and_size_checks():
     model = build_model("deeplabv3plus", num_classes=3, input_shape=(48, 80, 3),
-                        backbone="mobilenetv2", width_multiplier=0.35)
+                        backbone="tiny")
     assert model.output.shape == (None, 48, 80, 3)
     with pytest.raises(ValueError, match=r"multiples of 16; use e.g. 96"):
         build_model("deeplabv3", num_classes=3, input_shape=(100, 96, 3))
@@ -145,6 +182,7 @@ def deeplabv3_os8(resnet50_weights):
                        multi_grid=(1, 2, 4), backbone_weights=path)
 
 
+@pytest.mark.slow
 def test_feature_stride_16_and_8(deeplabv3, deeplabv3_os8):
     images = _images(64, 96)
     for model, stride, rates in [(deeplabv3, 16, (6, 12, 18)), (deeplabv3_os8, 8, (12, 24, 36))]:
@@ -159,6 +197,7 @@ def test_feature_stride_16_and_8(deeplabv3, deeplabv3_os8):
     assert deeplabv3_os8.get_layer("conv4_block1_1_conv").strides == (1, 1)
 
 
+@pytest.mark.slow
 def test_deeplabv3plus_decoder_fuses_quarter_resolution_features(built_models):
     model = built_models("deeplabv3plus", "resnet50")
     low_level, fused = _submodel(model, "decoder_low_level_relu", "decoder_concat")(_images(64, 96))
@@ -167,6 +206,7 @@ def test_deeplabv3plus_decoder_fuses_quarter_resolution_features(built_models):
     assert model.get_layer("decoder_low_level_conv").input.shape[-1] == 256  # conv2_block3_out
 
 
+@pytest.mark.slow
 def test_unet_skips_at_half_to_one_sixteenth(built_models):
     model = built_models("unet", "resnet50")
     names = [f"decoder{stage}_concat" for stage in (1, 2, 3, 4)]
@@ -193,6 +233,7 @@ def _assert_same_weights(reference: keras.Model, atrous: keras.Model) -> int:
     return compared
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("output_stride, multi_grid, conv4_rate, conv5_rates", [
     (16, None, 1, (2, 2, 2)),
     (16, (1, 2, 4), 1, (2, 4, 8)),
@@ -217,6 +258,7 @@ def test_atrous_resnet50_keeps_every_weight(resnet50_weights, output_stride, mul
     assert atrous.get_layer("conv5_block1_1_conv").strides == (1, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone, output_stride, offset", [
     ("resnet50", 16, 0), ("resnet50", 8, 0), ("mobilenetv2", 16, 1), ("mobilenetv2", 8, 3),
 ])
@@ -253,6 +295,7 @@ def test_atrous_backbone_computes_the_original_network_densely(
     np.testing.assert_allclose(sampled, original, rtol=1e-3, atol=1e-4 * scale)
 
 
+@pytest.mark.slow
 def test_model_loads_backbone_weights_from_a_local_file(resnet50_weights, deeplabv3_os8):
     _, reference = resnet50_weights
     for block in (1, 2, 3):
@@ -311,6 +354,7 @@ def test_imagenet_weights_offline_gives_a_clear_error(tmp_path, monkeypatch):
 
 # --- the head ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_image_pooling_branch_is_alive(deeplabv3):
     """The textbook resized the pooled 2048 features, leaving the pooling 1x1 conv dead.
     Here that conv's output is what is resized, so its weights change the logits."""
@@ -354,6 +398,7 @@ def resnet50_notop_parameters() -> int:
     return total
 
 
+@pytest.mark.slow
 def test_deeplabv3_parameter_count_matches_the_architecture(deeplabv3):
     """DeepLab v3, ResNet-50, output stride 16, 21 classes, by hand:
 
@@ -391,8 +436,8 @@ def mixed_precision():
 
 @pytest.mark.parametrize("name", ["deeplabv3", "deeplabv3plus", "unet"])
 def test_logits_are_float32_under_mixed_precision(mixed_precision, name):
-    model = build_model(name, num_classes=4, backbone="mobilenetv2", width_multiplier=0.35)
-    assert model.get_layer("Conv1").compute_dtype == "float16"
+    model = build_model(name, num_classes=4, backbone="tiny")
+    assert model.get_layer("stage1_conv").compute_dtype == "float16"
     logits = model(_images(64, 64), training=False)
     assert logits.dtype == "float32"
     assert np.isfinite(np.asarray(logits)).all()

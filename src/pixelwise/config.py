@@ -116,11 +116,11 @@ class ModelConfig:
 
     @property
     def input_multiple(self) -> int:
-        """What the input height and width must be multiples of: the output stride
-        (DeepLab, default 16) or 32 (U-Net)."""
-        if self.name == "unet":
-            return 32
-        return self.output_stride or 16
+        """What the input height and width must be multiples of (DeepLab: its output
+        stride, default 16; U-Net: 32), as the model registry says."""
+        from pixelwise.models.registry import input_multiple
+
+        return input_multiple(self.name, self.output_stride)
 
     def builder_options(self) -> dict[str, Any]:
         """Keyword arguments for ``build_model`` (besides ``num_classes``)."""

@@ -33,7 +33,7 @@ from pixelwise.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from pixelwise.data.check import CheckReport, check_dataset
 from pixelwise.data.synthetic import generate_synthetic, read_params
 from pixelwise.data.voc import DEFAULT_SPLIT_SEED
-from pixelwise.runs import RunFolder, write_json_atomically
+from pixelwise.io import write_json_atomically
 
 DEFAULT_DEMO_DIR = Path("runs") / "demo"
 DEMO_SPLITS = ("train", "val", "test")
@@ -117,6 +117,8 @@ def discard_stale_run(run_dir: Path, config: RunConfig, data_changed: bool,
                       echo: Callable[[str], None]) -> None:
     """Delete an earlier demo run made with other settings or on other data, so the demo
     retrains instead of refusing (as ``train`` does for other runs) or reusing it."""
+    from pixelwise.runs import RunFolder  # imports Keras: not needed for --no-train
+
     folder = RunFolder(run_dir)
     if not folder.exists():
         return

@@ -27,11 +27,18 @@ from pixelwise.models.backbones import (
 )
 from pixelwise.models.batchnorm import FusedBatchNormalization
 from pixelwise.models.deeplabv3 import build_deeplabv3, build_deeplabv3plus
+from pixelwise.models.registry import (
+    MODEL_NAMES,
+    MODELS,
+    ModelEntry,
+    input_multiple,
+    model_entry,
+)
 from pixelwise.models.summary import ModelSize, count_multiply_adds, measure_model
 from pixelwise.models.unet import build_unet
 
-MODEL_NAMES = ("deeplabv3", "deeplabv3plus", "unet")
-DEFAULT_OUTPUT_STRIDE = {"deeplabv3": 16, "deeplabv3plus": 16, "unet": 32}
+# Kept for callers that read it here; the registry holds the strides.
+DEFAULT_OUTPUT_STRIDE = {name: entry.default_output_stride for name, entry in MODELS.items()}
 
 
 def build_model(
@@ -48,14 +55,15 @@ def build_model(
     fused_batchnorm: bool = True,
     **options: Any,
 ) -> keras.Model:
-    """Build the segmentation model ``name`` (one of :data:`MODEL_NAMES`).
+    """Build the segmentation model ``name`` (one of :data:`MODEL_NAMES`), through the
+    registry (:mod:`pixelwise.models.registry`).
 
     Args:
         name: ``"deeplabv3"``, ``"deeplabv3plus"`` or ``"unet"``.
         num_classes: logit channels.
         input_shape: ``(H, W, 3)``, None for sizes known at run time; H and W must be
-            multiples of the output stride (DeepLab) or of 32 (U-Net).
-        backbone: ``"resnet50"`` or ``"mobilenetv2"``.
+            multiples of the model's input multiple (:func:`input_multiple`).
+        backbone: ``"resnet50"``, ``"mobilenetv2"`` or ``"tiny"`` (for tests, no weights).
         output_stride: DeepLab: 16 (default) or 8. U-Net: its encoder runs at 32 (the
             default); other values are refused.
         backbone_weights: None (random), ``"imagenet"`` (downloaded by Keras; offline raises
@@ -70,25 +78,22 @@ def build_model(
         **options: passed to the builder: ``aspp_filters``, ``aspp_rates`` (DeepLab),
             ``low_level_filters``, ``decoder_filters`` (DeepLab v3+, U-Net).
     """
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
-    if backbone not in BACKBONE_NAMES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONE_NAMES)}")
-    stride = DEFAULT_OUTPUT_STRIDE[name] if output_stride is None else output_stride
-    common = dict(
+    entry = model_entry(name)
+    if backbone not in entry.backbones:
+        raise ValueError(
+            f"unknown backbone {backbone!r}; choose one of {', '.join(entry.backbones)}")
+    stride = entry.output_stride(output_stride)
+    if multi_grid is not None and not entry.takes_multi_grid:
+        raise ValueError("multi_grid applies to the DeepLab models only")
+    arguments = dict(
         num_classes=num_classes, input_shape=tuple(input_shape), backbone=backbone,
         backbone_weights=backbone_weights, width_multiplier=width_multiplier, dropout=dropout,
-        fused_batchnorm=fused_batchnorm)
-    if name == "unet":
-        if stride != 32:
-            raise ValueError(
-                f"output_stride {stride}: the U-Net encoder runs at stride 32 (its skips are "
-                "at 1/2 .. 1/16); leave output_stride unset")
-        if multi_grid is not None:
-            raise ValueError("multi_grid applies to the DeepLab models only")
-        return build_unet(**common, **options)
-    builder = build_deeplabv3 if name == "deeplabv3" else build_deeplabv3plus
-    return builder(**common, output_stride=stride, multi_grid=multi_grid, **options)
+        fused_batchnorm=fused_batchnorm, **options)
+    if entry.takes_output_stride:
+        arguments["output_stride"] = stride
+    if entry.takes_multi_grid:
+        arguments["multi_grid"] = multi_grid
+    return entry.builder(**arguments)
 
 
 def load_model(path: str | os.PathLike, *, compile: bool = True) -> keras.Model:
@@ -105,7 +110,9 @@ __all__ = [
     "BACKBONE_NAMES",
     "FEATURE_LAYERS",
     "FusedBatchNormalization",
+    "MODELS",
     "MODEL_NAMES",
+    "ModelEntry",
     "ModelSize",
     "WeightsUnavailableError",
     "build_backbone",
@@ -114,6 +121,8 @@ __all__ = [
     "build_model",
     "build_unet",
     "count_multiply_adds",
+    "input_multiple",
     "load_model",
     "measure_model",
+    "model_entry",
 ]

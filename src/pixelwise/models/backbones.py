@@ -20,6 +20,9 @@ TensorFlow's fused kernel) unless ``fused_batchnorm=False``.
 
 The layers keep their keras.applications names, so taps are named in one table,
 :data:`FEATURE_LAYERS`, and weights files from keras.applications load as they are.
+
+``"tiny"`` (:mod:`pixelwise.models.tiny_backbone`) is a few strided convs with the same
+taps and strides and no pretrained weights: for tests whose point is the shape logic.
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ import keras
 
 from pixelwise.models.batchnorm import fused_class
 from pixelwise.models.layers import AtrousConv2D, AtrousDepthwiseConv2D, ImageNetPreprocessing
+from pixelwise.models.tiny_backbone import TINY_FEATURE_LAYERS, build_tiny_backbone
 
-BACKBONE_NAMES = ("resnet50", "mobilenetv2")
+BACKBONE_NAMES = ("resnet50", "mobilenetv2", "tiny")
 
 # Per backbone: nominal stride -> name of the layer whose output is the last feature map
 # at that stride in the unmodified network. After the atrous rebuild, the layers of nominal
@@ -57,6 +61,7 @@ FEATURE_LAYERS: dict[str, dict[int, str]] = {
         # 1280 channels after it: the DeepLab heads take the features before that expansion.
         32: "block_16_project_BN",
     },
+    "tiny": TINY_FEATURE_LAYERS,
 }
 
 # The layers that take a dilation in the atrous rebuild, and what they become.
@@ -229,7 +234,7 @@ def build_backbone(
     """An atrous backbone: RGB 0..255 -> last-stage features at ``output_stride``.
 
     Args:
-        backbone: ``"resnet50"`` or ``"mobilenetv2"``.
+        backbone: ``"resnet50"``, ``"mobilenetv2"`` or ``"tiny"`` (tests; no weights).
         input_shape: ``(height, width, 3)``; None for sizes known only at run time.
         output_stride: 16 or 8 (atrous), or 32 (the unmodified network, as U-Net uses it).
         weights: None (random), ``"imagenet"`` (Keras downloads them; offline this raises
@@ -256,6 +261,9 @@ def build_backbone(
         raise ValueError(
             f"output_stride {output_stride} is not supported; choose 16 or 8 (32: no atrous)")
     check_input_shape(input_shape, 1, backbone)
+    if backbone == "tiny":
+        return _build_tiny(input_shape, output_stride, weights, multi_grid, width_multiplier,
+                           fused_batchnorm)
     if backbone == "resnet50":
         if width_multiplier != 1.0:
             raise ValueError(
@@ -296,6 +304,22 @@ def build_backbone(
             atrous.get_layer(source.name).set_weights(source.get_weights())
     # keras.applications gives the model a list of one input; one tensor is simpler to call.
     return keras.Model(atrous.inputs[0], atrous.outputs[0], name=backbone)
+
+
+def _build_tiny(input_shape, output_stride: int, weights: WeightsArg,
+                multi_grid: Sequence[int] | None, width_multiplier: float,
+                fused_batchnorm: bool) -> keras.Model:
+    if weights is not None:
+        raise ValueError(f"weights {weights!r}: the tiny backbone has no pretrained weights; "
+                         "use None (backbone_weights=None, --backbone-weights none)")
+    if multi_grid is not None:
+        raise ValueError("multi_grid applies to the resnet50 backbone only")
+    if width_multiplier != 1.0:
+        raise ValueError(f"width_multiplier {width_multiplier} applies to mobilenetv2 only; "
+                         "tiny has one width (1.0)")
+    image = keras.Input(shape=tuple(input_shape), name="image")
+    return build_tiny_backbone(image, output_stride=output_stride,
+                               fused_batchnorm=fused_batchnorm)
 
 
 def check_input_shape(input_shape: Sequence[int | None], multiple: int, model_name: str) -> None:

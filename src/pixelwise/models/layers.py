@@ -23,6 +23,8 @@ from keras import ops
 
 from pixelwise.models.atrous import tapwise_convolution
 from pixelwise.models.batchnorm import batch_normalization
+# Re-exported: train, export and distribute import it from here.
+from pixelwise.models.keras_internals import all_layers  # noqa: F401
 
 # keras.applications' own constants (imagenet_utils.preprocess_input).
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -69,12 +71,6 @@ class ImageNetPreprocessing(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mode": self.mode}
-
-
-def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """Every layer of ``model`` (not the model itself), those of nested models and layers
-    included."""
-    return list(model._flatten_layers(include_self=False, recursive=True))
 
 
 def _bilinear_source_positions(output_size, input_size):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import keras
 
 from pixelwise.models.atrous import tapwise_multiply_adds
+from pixelwise.models.keras_internals import functional_graph, run_through_graph
 from pixelwise.models.layers import AtrousConv2D
 
 TRANSPOSED_CONVOLUTIONS = (
@@ -77,18 +78,18 @@ def _input_size_pair(input_size: int | Sequence[int]) -> tuple[int, int]:
 def _walk(model: keras.Model, inputs, executed: bool = False) -> tuple[object, int]:
     """Trace ``model``'s graph on symbolic ``inputs``, summing every layer's multiply-adds.
 
-    Uses Keras's graph runner (``Functional._run_through_graph``, what Keras itself uses to
-    compute output shapes and to clone models) with each operation replaced by its
-    ``compute_output_spec``, so nothing is computed and no layer is changed. Nested
-    functional models are walked in turn.
+    Uses Keras's graph runner (:func:`~pixelwise.models.keras_internals.run_through_graph`,
+    what Keras itself uses to compute output shapes and to clone models) with each operation
+    replaced by its ``compute_output_spec``, so nothing is computed and no layer is
+    changed. Nested functional models are walked in turn.
     """
     total = 0
 
     def operation_fn(operation):
         def shape_only_call(*args, **kwargs):
             nonlocal total
-            inner = getattr(operation, "_functional", operation)  # a Sequential's graph
-            if isinstance(inner, keras.Model) and hasattr(inner, "_run_through_graph"):
+            inner = functional_graph(operation) if isinstance(operation, keras.Model) else None
+            if inner is not None:
                 outputs, inner_total = _walk(inner, args[0], executed)
                 total += inner_total
                 return outputs
@@ -101,7 +102,7 @@ def _walk(model: keras.Model, inputs, executed: bool = False) -> tuple[object, i
 
         return shape_only_call
 
-    outputs = model._run_through_graph(inputs, operation_fn=operation_fn)
+    outputs = run_through_graph(model, inputs, operation_fn)
     return outputs, total
 
 
@@ -116,10 +117,11 @@ def count_multiply_adds(model: keras.Model, input_size: int | Sequence[int], *,
     Example:
         >>> count_multiply_adds(build_model("deeplabv3", num_classes=21), 384)
     """
-    model = getattr(model, "_functional", None) or model  # a Sequential's graph
-    if not hasattr(model, "_run_through_graph") or len(model.inputs) != 1:
+    graph = functional_graph(model)
+    if graph is None or len(graph.inputs) != 1:
         raise TypeError(
             f"count_multiply_adds needs a functional model with one image input; got {model!r}")
+    model = graph
     height, width = _input_size_pair(input_size)
     if height <= 0 or width <= 0:
         raise ValueError(f"input_size {input_size!r} must be positive")

@@ -24,7 +24,9 @@ from pixelwise.models.backbones import (
 )
 from pixelwise.models.layers import conv_bn_relu
 
-UNET_INPUT_MULTIPLE = 32
+# The encoder runs unmodified: its last features at 1/32, so inputs are multiples of 32.
+UNET_OUTPUT_STRIDE = 32
+UNET_INPUT_MULTIPLE = UNET_OUTPUT_STRIDE
 SKIP_STRIDES = (16, 8, 4, 2)
 DEFAULT_DECODER_FILTERS = (256, 128, 64, 32, 16)
 
@@ -77,7 +79,8 @@ def build_unet(
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     check_input_shape(input_shape, UNET_INPUT_MULTIPLE, "unet")
     encoder = build_backbone(
-        backbone, input_shape=input_shape, output_stride=32, weights=backbone_weights,
+        backbone, input_shape=input_shape, output_stride=UNET_OUTPUT_STRIDE,
+        weights=backbone_weights,
         width_multiplier=width_multiplier, fused_batchnorm=fused_batchnorm)
     features = backbone_features(encoder, backbone, 32)
     skips = [backbone_features(encoder, backbone, stride) for stride in SKIP_STRIDES] + [None]

@@ -1,0 +1,111 @@
+"""`pixelwise model summary` and `pixelwise benchmark`: sizes and speeds of the models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pixelwise.cli import cli
+from pixelwise.cli.params import SIZE, library_choice, registry_choice, reported
+
+
+@cli.group()
+def model() -> None:
+    """Build and describe the segmentation models."""
+
+
+@model.command("summary")
+@click.argument("name")
+@click.option("--input-size", default="384", show_default=True, type=SIZE,
+              help="Image size: S for S x S, or HxW (e.g. 384x512).")
+@click.option("--backbone", default="resnet50", show_default=True,
+              help="resnet50 or mobilenetv2 (or tiny, for tests).")
+@click.option("--output-stride", default=None, type=int,
+              help="DeepLab: 16 (default) or 8; U-Net: 32.")
+@click.option("--num-classes", default=21, show_default=True, help="Logit channels.")
+@click.option("--width-multiplier", default=1.0, show_default=True,
+              help="MobileNetV2's alpha.")
+@click.option("--multi-grid/--no-multi-grid", default=False, show_default=True,
+              help="ResNet50 conv5 rates x (1, 2, 4).")
+def model_summary(name: str, input_size: tuple[int, int], backbone: str,
+                  output_stride: int | None, num_classes: int, width_multiplier: float,
+                  multi_grid: bool) -> None:
+    """Parameters and multiply-adds of model NAME (deeplabv3, deeplabv3plus, unet)."""
+    from pixelwise.models import build_model, measure_model
+    from pixelwise.run_options import MULTI_GRID
+
+    with reported(ValueError):
+        built = build_model(
+            name, num_classes=num_classes, input_shape=(*input_size, 3), backbone=backbone,
+            output_stride=output_stride, width_multiplier=width_multiplier,
+            multi_grid=MULTI_GRID if multi_grid else None)
+    for line in measure_model(built, input_size).lines():
+        click.echo(line)
+
+
+@cli.command("benchmark")
+@click.argument("name", default="deeplabv3")
+@click.option("--backbone", default="resnet50", show_default=True,
+              type=registry_choice("backbone"))
+@click.option("--output-stride", default=None, type=int,
+              help="DeepLab: 16 (default) or 8; U-Net: 32.")
+@click.option("--input-size", default="384", show_default=True, type=SIZE,
+              help="S for S x S, or HxW.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Batch of the throughput and training figures.")
+@click.option("--num-classes", default=21, show_default=True, type=click.IntRange(min=1))
+@click.option("--width-multiplier", default=1.0, show_default=True, help="MobileNetV2's alpha.")
+@click.option("--precision", default="float32", show_default=True,
+              type=library_choice("pixelwise.benchmark", "PRECISIONS"))
+@click.option("--fused-batchnorm/--no-fused-batchnorm", default=True, show_default=True,
+              help="TensorFlow's fused batch norm kernel (same weights) or Keras's layer.")
+@click.option("--xla/--no-xla", default=False, show_default=True,
+              help="Also time inference compiled with XLA.")
+@click.option("--tflite-threads", default="1,2", show_default=True,
+              help="TFLite interpreter threads to time, comma-separated; 'none' to skip.")
+@click.option("--latency-repeats", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--throughput-repeats", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--train-steps", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0))
+@click.option("--matmul-size", default=4096, show_default=True, type=click.IntRange(min=0),
+              help="Side of the matmul that measures the FLOP rate; 0 skips it.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the figures as JSON here ('-': standard output).")
+@click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Markdown file (e.g. benchmarks/RESULTS.md) whose section to write.")
+@click.option("--section", default=None,
+              help="Section name in --results (default: model_backbone_size_precision).")
+def benchmark(name: str, backbone: str, output_stride: int | None, input_size: tuple[int, int],
+              batch_size: int, num_classes: int, width_multiplier: float, precision: str,
+              fused_batchnorm: bool, xla: bool, tflite_threads: str, latency_repeats: int,
+              throughput_repeats: int, train_steps: int, warmup: int, matmul_size: int,
+              json_path: Path | None, results_path: Path | None, section: str | None) -> None:
+    """Speed and size of model NAME: latency, throughput, training, memory, TFLite."""
+    import json
+
+    from pixelwise import benchmark as bench
+
+    with reported(ValueError):
+        settings = bench.BenchmarkSettings(
+            model=name, backbone=backbone, output_stride=output_stride,
+            input_size=input_size, batch_size=batch_size,
+            num_classes=num_classes, precision=precision, fused_batchnorm=fused_batchnorm,
+            width_multiplier=width_multiplier, latency_repeats=latency_repeats,
+            throughput_repeats=throughput_repeats, train_steps=train_steps, warmup=warmup,
+            xla_inference=xla, tflite_threads=bench.parse_thread_counts(tflite_threads),
+            matmul_size=matmul_size)
+        result = bench.run_benchmark(settings,
+                                     echo=lambda line: click.echo(f"... {line}", err=True))
+    for line in result.lines():
+        click.echo(line)
+    # Report writing: to move into pixelwise.benchmark (its owner's file) as one function.
+    if json_path is not None:
+        if str(json_path) == "-":
+            click.echo(json.dumps(result.to_dict(), indent=2))
+        else:
+            bench.write_json(result.to_dict(), json_path)
+    if results_path is not None:
+        bench.update_results_section(
+            results_path, section or bench.default_section_name(settings),
+            bench.result_markdown(result, bench.command_line(settings)))

@@ -1,0 +1,81 @@
+"""Parameter types and error handling shared by the `pixelwise` commands."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import click
+
+from pixelwise.io import parse_size
+
+
+class SizeType(click.ParamType):
+    """``S`` or ``HxW`` -> (height, width), through :func:`pixelwise.io.parse_size`."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_size(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+SIZE = SizeType()
+
+
+class LibraryChoice(click.Choice):
+    """A ``click.Choice`` whose choices are a library constant, read when a command first
+    needs them, so `pixelwise --help` and the data commands do not import Keras to learn
+    the model names (importing it takes seconds)."""
+
+    def __init__(self, load: Callable[[], Sequence[str]]) -> None:
+        self._load = load
+        self._choices: tuple[str, ...] | None = None
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        if self._choices is None:
+            self._choices = tuple(str(choice) for choice in self._load())
+        return self._choices
+
+    @choices.setter
+    def choices(self, _ignored) -> None:  # click.Choice.__init__ assigns it
+        pass
+
+
+def library_choice(module: str, constant: str, *, exclude: Sequence = (None,),
+                   extra: Sequence[str] = ()) -> LibraryChoice:
+    """The values of ``module.constant`` (less ``exclude``, plus ``extra``) as choices."""
+
+    def load() -> list[str]:
+        values = getattr(importlib.import_module(module), constant)
+        return [value for value in values if value not in exclude] + list(extra)
+
+    return LibraryChoice(load)
+
+
+def registry_choice(what: str) -> LibraryChoice:
+    """The model registry's model names, backbones or output strides as choices."""
+
+    def load() -> Sequence:
+        from pixelwise.models import registry
+
+        return {"model": registry.MODEL_NAMES, "backbone": registry.all_backbone_names(),
+                "output_stride": registry.all_output_strides()}[what]
+
+    return LibraryChoice(load)
+
+
+@contextmanager
+def reported(*errors: type[BaseException]) -> Iterator[None]:
+    """Turn the library's errors (default: OSError, ValueError) into a clean exit 1."""
+    try:
+        yield
+    except (errors or (OSError, ValueError)) as error:
+        raise click.ClickException(str(error)) from error

@@ -1,0 +1,135 @@
+"""`pixelwise train`: its flags are those of :func:`pixelwise.run_options.run_config_from_options`,
+with the same names and the configuration's own defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pixelwise.cli import cli
+from pixelwise.cli.params import SIZE, library_choice, registry_choice, reported
+from pixelwise.config import (
+    CLASS_WEIGHTINGS,
+    LR_SCALINGS,
+    MIXED_PRECISION_POLICIES,
+    RECIPES,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+)
+from pixelwise.run_options import NO_MIXED_PRECISION
+
+
+@cli.command("train")
+@click.option("--data", "data_source", type=click.Path(exists=True, path_type=Path),
+              help="Dataset: a VOC-layout folder (or VOC tar) or a records folder from "
+                   "`data prepare`.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder (config, log, checkpoints, best.keras). Rerunning the same "
+                   "command resumes it.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Continue the run in this folder with its saved settings.")
+@click.option("--model", default=ModelConfig.name, show_default=True,
+              type=registry_choice("model"))
+@click.option("--backbone", default=ModelConfig.backbone, show_default=True,
+              type=registry_choice("backbone"))
+@click.option("--backbone-weights", default=ModelConfig.backbone_weights, show_default=True,
+              help="imagenet, none (random init) or the path of a weights file.")
+@click.option("--output-stride", default=None, type=registry_choice("output_stride"),
+              help="DeepLab: 16 (default) or 8; U-Net: 32.")
+@click.option("--width-multiplier", default=ModelConfig.width_multiplier, show_default=True,
+              help="MobileNetV2's alpha.")
+@click.option("--multi-grid/--no-multi-grid", default=False, show_default=True,
+              help="ResNet50 conv5 rates x (1, 2, 4).")
+@click.option("--aspp-filters", default=None, type=click.IntRange(min=1),
+              help="DeepLab ASPP channels (default 256).")
+@click.option("--dropout", default=ModelConfig.dropout, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True))
+@click.option("--bn-momentum", default=ModelConfig.bn_momentum, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True),
+              help="Batch-norm momentum; 0.9 for short runs from scratch.")
+@click.option("--epochs", default=TrainConfig.epochs, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=TrainConfig.batch_size, show_default=True,
+              type=click.IntRange(min=1),
+              help="Images per step on each replica (the global batch is this x replicas).")
+@click.option("--input-size", default="x".join(map(str, DataConfig.input_size)),
+              show_default=True, type=SIZE,
+              help="Training size: S for S x S, or HxW; multiples of the output stride.")
+@click.option("--recipe", default=TrainConfig.recipe, show_default=True,
+              type=click.Choice(RECIPES),
+              help="textbook: Adam, plateau LR reduction, early stopping; paper: SGD momentum "
+                   "0.9 with poly decay.")
+@click.option("--learning-rate", default=None, type=float,
+              help="Initial learning rate for one replica's batch (default: 1e-3 textbook, "
+                   "0.007 paper); see --lr-scaling.")
+@click.option("--weight-decay", default=TrainConfig.weight_decay, show_default=True, type=float)
+@click.option("--loss", default=TrainConfig.loss, show_default=True,
+              type=library_choice("pixelwise.losses", "LOSS_NAMES"))
+@click.option("--class-weighting", default=TrainConfig.class_weighting, show_default=True,
+              type=click.Choice(CLASS_WEIGHTINGS))
+@click.option("--augment", default=DataConfig.augment, show_default=True,
+              type=library_choice("pixelwise.data.pipeline", "AUGMENTS"))
+@click.option("--train-split", default=DataConfig.train_split, show_default=True)
+@click.option("--val-split", default=DataConfig.val_split, show_default=True)
+@click.option("--split-seed", default=DataConfig.split_seed, show_default=True,
+              help="Seed of the val/test halves.")
+@click.option("--seed", default=TrainConfig.seed, show_default=True,
+              help="Seed of weights, order, augmentation.")
+@click.option("--mixed-precision", default=NO_MIXED_PRECISION, show_default=True,
+              type=click.Choice([NO_MIXED_PRECISION, *MIXED_PRECISION_POLICIES]))
+@click.option("--jit-compile/--no-jit-compile", default=TrainConfig.jit_compile, show_default=True,
+              help="XLA for the training step (slow on CPUs).")
+@click.option("--tensorboard/--no-tensorboard", default=TrainConfig.tensorboard, show_default=True)
+@click.option("--cache/--no-cache", default=False, show_default=True,
+              help="Keep decoded images in memory after the first epoch.")
+@click.option("--check/--no-check", default=DataConfig.check, show_default=True,
+              help="Check the train and val splits before training.")
+@click.option("--lr-scaling", default=TrainConfig.lr_scaling, show_default=True,
+              type=click.Choice(LR_SCALINGS),
+              help="How the learning rate follows the global batch (batch size x replicas).")
+@click.option("--sync-batchnorm/--no-sync-batchnorm", default=TrainConfig.sync_batchnorm,
+              show_default=True,
+              help="With several replicas, batch norm statistics over the global batch.")
+@click.option("--strategy", "strategy_name", default="auto", show_default=True,
+              type=library_choice("pixelwise.distribute", "STRATEGY_NAMES"),
+              help="tf.distribute strategy: auto (multiworker under a TF_CONFIG cluster, "
+                   "mirrored with several GPUs, else one device), one, mirrored, multiworker.")
+@click.option("--quiet", is_flag=True, help="One line per epoch instead of a progress bar.")
+@click.pass_context
+def train(ctx: click.Context, data_source: Path | None, out_dir: Path | None,
+          resume_dir: Path | None, strategy_name: str, quiet: bool, **settings) -> None:
+    """Train a model; a killed run continues with the same command or --resume RUN."""
+    from click.core import ParameterSource
+
+    from pixelwise.distribute import make_strategy
+    from pixelwise.models import WeightsUnavailableError
+    from pixelwise.run_options import run_config_from_options
+    from pixelwise.train import STOP_NAN, resume, train as train_run
+
+    with reported(OSError, ValueError, RuntimeError, WeightsUnavailableError):
+        # First: the multi-worker runtime must start before TensorFlow runs anything.
+        strategy = make_strategy(strategy_name)
+        if resume_dir is not None:
+            flags = {param.name: param.opts[0] for param in ctx.command.params}
+            given = [flags[name] for name in ("data_source", "out_dir", *settings)
+                     if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+            if given:
+                raise click.UsageError(f"--resume takes every setting from "
+                                       f"{resume_dir / 'config.json'}; leave out "
+                                       f"{', '.join(given)}")
+            result = resume(resume_dir, progress=not quiet, echo=click.echo, strategy=strategy)
+        else:
+            if data_source is None or out_dir is None:
+                raise click.UsageError("give --data and --out (or --resume RUN)")
+            config = run_config_from_options(data_source, **settings)
+            result = train_run(config, out_dir, progress=not quiet, echo=click.echo,
+                               strategy=strategy)
+    best = ("n/a" if result.best_val_mean_iou is None
+            else f"{100 * result.best_val_mean_iou:.2f}% (epoch {result.best_epoch + 1})")
+    click.echo(f"{result.run_dir}: {result.epochs_done} epoch(s) done ({result.stop_reason}); "
+               f"best val mean IoU {best}")
+    if result.stop_reason == STOP_NAN:
+        raise click.ClickException(
+            f"the loss became NaN or infinite; the last good epoch ({result.epochs_done}) is "
+            f"saved in {result.run_dir}. Lower --learning-rate and start a new run")
