@@ -47,6 +47,7 @@ class CheckReport:
     ignore_pixel_count: int = 0
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    split_description: str = ""  # which list the split read, as ``describe_split`` says
 
     @property
     def ok(self) -> bool:
@@ -62,6 +63,8 @@ class CheckReport:
         """The report as text; ``max_problems`` caps the problem lines shown (None: all)."""
         lines = [f"{self.root}, split {self.split!r} (seed {self.seed}): "
                  f"{self.num_pairs} pair(s) listed"]
+        if self.split_description:
+            lines.append(f"split {self.split_description}")
         total = int(self.class_pixel_counts.sum()) + self.ignore_pixel_count
         if total:
             width = max(len(name) for name in self.spec.class_names)
@@ -92,8 +95,10 @@ def check_dataset(root: str | Path, split: str, seed: int = DEFAULT_SPLIT_SEED, 
     """Check every pair of a split of a VOC-layout dataset; see the module docstring.
 
     Args:
-        root: the dataset (VOC2012, VOCdevkit or a folder above, or a custom dataset).
-        split: a split name (train, val, test, val-full, trainval, train_aug) or a list file.
+        root: the dataset (VOC2012, VOCdevkit or a folder above, a custom dataset, or a
+            CamVid release folder, read with CamVid's classes).
+        split: a split name (train, val, test, val-full, val-half-a, val-half-b, trainval,
+            train_aug) or a list file.
         seed: the seed of the val/test halves.
         progress: show a progress bar.
 
@@ -105,7 +110,8 @@ def check_dataset(root: str | Path, split: str, seed: int = DEFAULT_SPLIT_SEED, 
     examples = layout.examples(split, seed, must_exist=False)
     report = CheckReport(root=layout.root, split=split, seed=seed, spec=spec,
                          num_pairs=len(examples),
-                         class_pixel_counts=np.zeros(spec.num_classes, dtype=np.int64))
+                         class_pixel_counts=np.zeros(spec.num_classes, dtype=np.int64),
+                         split_description=layout.describe_split(split, seed))
     if not examples:
         report.problems.append(f"{layout.list_file(split)}: the split lists no images")
     duplicates = sorted(name for name, times in Counter(e.name for e in examples).items()
