@@ -79,11 +79,11 @@ def check_zip_members(zip_path: Path, infos: list[zipfile.ZipInfo]) -> list[zipf
     checked = []
     for info in infos:
         parts = member_parts(zip_path, info.filename)
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
+        kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip records no Unix type
+        if kind == stat.S_IFLNK:
             raise UnsafeArchiveError(f"{zip_path}: member {info.filename!r} is a symbolic link; "
                                      f"refusing to extract this archive")
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise UnsafeArchiveError(f"{zip_path}: member {info.filename!r} is a device, FIFO "
                                      f"or other special file; refusing to extract this archive")
         if parts:
