@@ -172,7 +172,7 @@ def test_verification_counts_the_pairs(camvid):
     ("missing_label", "testannot/0001TP_test001.png: annotation missing"),
     ("missing_image", "train/0001TP_train002.png: image missing"),
     ("small_image", "val/0001TP_val000.png: image is 16x24, expected 32x24"),
-    ("label_value", "trainannot/0001TP_train000.png: label value 12 is above 11"),
+    ("label_value", "trainannot/0001TP_train000.png: label value(s) 12 (768 px) not a class"),
     ("short_list", "test.txt: lists 1 pair(s), expected 2"),
 ])
 def test_verification_fails_by_name(camvid, damage, named):

