@@ -47,6 +47,7 @@ class CheckReport:
     ignore_pixel_count: int = 0
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    split_description: str = ""  # which list the split read, as ``describe_split`` says
 
     @property
     def ok(self) -> bool:
@@ -62,6 +63,8 @@ class CheckReport:
         """The report as text; ``max_problems`` caps the problem lines shown (None: all)."""
         lines = [f"{self.root}, split {self.split!r} (seed {self.seed}): "
                  f"{self.num_pairs} pair(s) listed"]
+        if self.split_description:
+            lines.append(f"split {self.split_description}")
         total = int(self.class_pixel_counts.sum()) + self.ignore_pixel_count
         if total:
             width = max(len(name) for name in self.spec.class_names)
@@ -92,8 +95,10 @@ def check_dataset(root: str | Path, split: str, seed: int = DEFAULT_SPLIT_SEED, 
     """Check every pair of a split of a VOC-layout dataset; see the module docstring.
 
     Args:
-        root: the dataset (VOC2012, VOCdevkit or a folder above, or a custom dataset).
-        split: a split name (train, val, test, val-full, trainval, train_aug) or a list file.
+        root: the dataset (VOC2012, VOCdevkit or a folder above, a custom dataset, or a
+            CamVid release folder, read with CamVid's classes).
+        split: a split name (train, val, test, val-full, val-half-a, val-half-b, trainval,
+            train_aug) or a list file.
         seed: the seed of the val/test halves.
         progress: show a progress bar.
 
@@ -105,7 +110,8 @@ def check_dataset(root: str | Path, split: str, seed: int = DEFAULT_SPLIT_SEED, 
     examples = layout.examples(split, seed, must_exist=False)
     report = CheckReport(root=layout.root, split=split, seed=seed, spec=spec,
                          num_pairs=len(examples),
-                         class_pixel_counts=np.zeros(spec.num_classes, dtype=np.int64))
+                         class_pixel_counts=np.zeros(spec.num_classes, dtype=np.int64),
+                         split_description=layout.describe_split(split, seed))
     if not examples:
         report.problems.append(f"{layout.list_file(split)}: the split lists no images")
     duplicates = sorted(name for name, times in Counter(e.name for e in examples).items()
@@ -116,7 +122,7 @@ def check_dataset(root: str | Path, split: str, seed: int = DEFAULT_SPLIT_SEED, 
     value_counts = np.zeros(256, dtype=np.int64)
     for example in tqdm(examples, unit="pair", desc=f"check {Path(split).name}",
                         disable=not progress):
-        label_counts = _check_pair(example, spec, report.problems)
+        _, label_counts = check_pair(example, spec, report.problems)
         if label_counts is not None:
             value_counts += label_counts
     report.class_pixel_counts = value_counts[: spec.num_classes].copy()
@@ -125,8 +131,10 @@ def check_dataset(root: str | Path, split: str, seed: int = DEFAULT_SPLIT_SEED, 
     return report
 
 
-def _check_pair(example: Example, spec: DatasetSpec, problems: list[str]) -> np.ndarray | None:
-    """Check one pair, appending its problems; the label's value histogram if it decoded."""
+def check_pair(example: Example, spec: DatasetSpec, problems: list[str]
+               ) -> tuple[tuple[int, int] | None, np.ndarray | None]:
+    """Check one pair, appending its problems (each naming its file); return the image's
+    (width, height) if it decoded and the label's value histogram [256] if it decoded."""
     image_size = None
     if not example.image_path.is_file():
         problems.append(f"{example.image_path}: image missing")
@@ -144,12 +152,12 @@ def _check_pair(example: Example, spec: DatasetSpec, problems: list[str]) -> np.
             problems.append(f"{example.image_path}: cannot decode the image: {error}")
     if not example.label_path.is_file():
         problems.append(f"{example.label_path}: annotation missing")
-        return None
+        return image_size, None
     try:
         label_map = read_label(example.label_path)
     except ValueError as error:
         problems.append(str(error))
-        return None
+        return image_size, None
     if image_size is not None and (label_map.shape[1], label_map.shape[0]) != image_size:
         problems.append(f"{example.label_path}: annotation is {label_map.shape[1]}x"
                         f"{label_map.shape[0]} but the image is {image_size[0]}x{image_size[1]} "
@@ -161,7 +169,7 @@ def _check_pair(example: Example, spec: DatasetSpec, problems: list[str]) -> np.
         listing = ", ".join(f"{value} ({value_counts[value]} px)" for value in stray)
         problems.append(f"{example.label_path}: label value(s) {listing} not a class "
                         f"(0..{spec.num_classes - 1}) or the ignore label {spec.ignore_label}")
-    return value_counts
+    return image_size, value_counts
 
 
 class ClassCoverageError(ValueError):
@@ -210,4 +218,5 @@ def _label_warnings(value_counts: np.ndarray, spec: DatasetSpec) -> list[str]:
     return warnings
 
 
-__all__ = ["CheckReport", "ClassCoverageError", "check_class_coverage", "check_dataset"]
+__all__ = ["CheckReport", "ClassCoverageError", "check_class_coverage", "check_dataset",
+           "check_pair"]

@@ -9,6 +9,9 @@ with an HTTP Range request (in the same call, or the next one). The file is rena
 before writing anything, unpacks into a temporary folder inside DEST and renames the
 result into place, then leaves a marker (``.pixelwise-extracted``) that lets a second call
 return at once.
+
+CamVid's download, which has no published checksum, is ``data.camvid.download_camvid``;
+both extract through ``data.archives``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,6 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
-import tarfile
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,12 +27,14 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+# Safe extraction lives in data.archives; these names stay importable from here.
+from pixelwise.data.archives import (TAR_SUFFIXES, TEMP_PREFIX, UnsafeArchiveError,
+                                     check_members, extract_tar, safe_members)
+
 VOC2012_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 VOC2012_MD5 = "6cd6e144f989b92b3379bac3b3de84fd"
 VOC2012_SUBDIR = PurePosixPath("VOCdevkit") / "VOC2012"
 EXTRACTED_MARKER = ".pixelwise-extracted"
-TEMP_PREFIX = ".pixelwise-extracting-"
-TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
 CHUNK_BYTES = 1 << 20
 # Consecutive failed attempts (no new bytes) before a download gives up.
 MAX_STALLED_ATTEMPTS = 3
@@ -44,10 +46,6 @@ class DownloadError(RuntimeError):
 
 class ChecksumError(ValueError):
     """A file's MD5 is not the expected one."""
-
-
-class UnsafeArchiveError(ValueError):
-    """A tar member would land outside the destination, or is a link or a device."""
 
 
 def download_voc2012(dest: str | Path, *, url: str = VOC2012_URL, md5: str = VOC2012_MD5,
@@ -125,13 +123,27 @@ def fetch(url: str, target: str | Path, md5: str, *, progress: bool = True,
     raise AssertionError("unreachable")
 
 
+def fetch_unverified(url: str, target: str | Path, *, dataset: str, progress: bool = True,
+                     timeout_s: float = 60.0) -> Path:
+    """Download ``url`` to ``target`` through ``target.part``, resuming, for an archive with
+    no published checksum (the caller verifies what it extracts). An existing ``target`` is
+    kept; ``dataset`` names the download command in the offline hint."""
+    target = Path(target)
+    if target.is_file():
+        return target
+    part = target.with_name(target.name + ".part")
+    download_to_part(url, part, progress=progress, timeout_s=timeout_s, dataset=dataset)
+    os.replace(part, target)
+    return target
+
+
 def download_to_part(url: str, part: str | Path, *, progress: bool = True,
-                     timeout_s: float = 60.0) -> None:
+                     timeout_s: float = 60.0, dataset: str = "voc2012") -> None:
     """Stream ``url`` into ``part``, continuing an existing partial file with a Range request.
 
     A server that ignores Range (answers 200) is read from the start again. A transfer
     cut short is resumed at once; after MAX_STALLED_ATTEMPTS attempts in a row that bring
-    no new bytes, DownloadError is raised.
+    no new bytes, DownloadError is raised (its hint names ``pixelwise data download DATASET``).
     """
     part = Path(part)
     stalled = 0
@@ -141,14 +153,14 @@ def download_to_part(url: str, part: str | Path, *, progress: bool = True,
             complete = _request_into(url, part, progress=progress, timeout_s=timeout_s)
         except urllib.error.HTTPError as error:
             raise DownloadError(
-                f"{url}: HTTP {error.code} {error.reason}. {_offline_hint()}") from error
+                f"{url}: HTTP {error.code} {error.reason}. {_offline_hint(dataset)}") from error
         except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
             reason = getattr(error, "reason", error)
             complete = False
-            failure = f"{url}: download failed: {reason}. {_offline_hint()}"
+            failure = f"{url}: download failed: {reason}. {_offline_hint(dataset)}"
         else:
             failure = (f"{url}: the server closed the connection early "
-                       f"{MAX_STALLED_ATTEMPTS} times in a row. {_offline_hint()}")
+                       f"{MAX_STALLED_ATTEMPTS} times in a row. {_offline_hint(dataset)}")
         if complete:
             return
         grew = part.exists() and part.stat().st_size > size_before
@@ -203,9 +215,9 @@ def _content_range_start(content_range: str) -> int | None:
         return None
 
 
-def _offline_hint() -> str:
-    return ("On a machine without internet access, download the tar elsewhere and pass it "
-            "with `pixelwise data download voc2012 --dest DIR --from FILE`.")
+def _offline_hint(dataset: str) -> str:
+    return ("On a machine without internet access, download the archive elsewhere and pass "
+            f"it with `pixelwise data download {dataset} --dest DIR --from FILE`.")
 
 
 def file_md5(path: str | Path, *, progress: bool = False) -> str:
@@ -227,89 +239,6 @@ def verify_md5(path: str | Path, md5: str, *, progress: bool = False) -> None:
     if found != md5.lower():
         raise ChecksumError(f"{path}: MD5 is {found}, expected {md5.lower()}; the file is "
                             f"incomplete or a different archive (it was left as it is)")
-
-
-def safe_members(tar_path: str | Path) -> list[tarfile.TarInfo]:
-    """Every member of a tar, after checking that each one is safe to extract.
-
-    Only regular files and folders with relative paths that stay inside the destination
-    pass; absolute paths, ``..``, symbolic and hard links and device files raise
-    UnsafeArchiveError naming the member. Bare ``.`` entries are dropped.
-    """
-    tar_path = Path(tar_path)
-    try:
-        with tarfile.open(tar_path) as archive:
-            return check_members(tar_path, archive.getmembers())
-    except (tarfile.TarError, OSError) as error:
-        raise ValueError(f"{tar_path}: cannot read the tar: {error}") from error
-
-
-def check_members(tar_path: Path, members: list[tarfile.TarInfo]) -> list[tarfile.TarInfo]:
-    """The members safe to extract (see safe_members); raise on the first unsafe one."""
-    checked = []
-    for member in members:
-        name = member.name
-        if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-            raise UnsafeArchiveError(f"{tar_path}: member {name!r} has an absolute path; "
-                                     f"refusing to extract this archive")
-        parts = _name_parts(name)
-        if ".." in parts or ".." in name.split("\\"):
-            raise UnsafeArchiveError(f"{tar_path}: member {name!r} climbs out with '..'; "
-                                     f"refusing to extract this archive")
-        if member.issym() or member.islnk():
-            raise UnsafeArchiveError(f"{tar_path}: member {name!r} is a "
-                                     f"{'symbolic' if member.issym() else 'hard'} link (to "
-                                     f"{member.linkname!r}); refusing to extract this archive")
-        if not (member.isfile() or member.isdir()):
-            raise UnsafeArchiveError(f"{tar_path}: member {name!r} is a device, FIFO or other "
-                                     f"special file; refusing to extract this archive")
-        if parts:
-            checked.append(member)
-    return checked
-
-
-def extract_tar(tar_path: str | Path, dest: str | Path, *, progress: bool = False) -> list[Path]:
-    """Extract a tar into ``dest`` safely; return the top-level paths it created.
-
-    Every member is checked (see safe_members) before anything is written. The members
-    are unpacked into a temporary folder inside ``dest`` and each top-level entry is then
-    renamed into place, so an interrupted extraction leaves nothing under the final names.
-    A top-level name that already exists in ``dest`` raises FileExistsError.
-    """
-    tar_path, dest = Path(tar_path), Path(dest)
-    try:
-        archive = tarfile.open(tar_path)
-    except (tarfile.TarError, OSError) as error:
-        raise ValueError(f"{tar_path}: cannot read the tar: {error}") from error
-    with archive:
-        try:
-            all_members = archive.getmembers()
-        except (tarfile.TarError, OSError) as error:
-            raise ValueError(f"{tar_path}: cannot read the tar: {error}") from error
-        members = check_members(tar_path, all_members)
-        top_names = sorted({_name_parts(member.name)[0] for member in members})
-        existing = [str(dest / name) for name in top_names if (dest / name).exists()]
-        if existing:
-            raise FileExistsError(
-                f"{', '.join(existing)}: already there and not marked as extracted from "
-                f"{tar_path.name} (unpacked by hand, or an extraction cut off right before "
-                f"its marker was written); remove or move it, then run again")
-        dest.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=dest))
-        try:
-            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            with tqdm(members, unit="file", desc=f"extract {tar_path.name}",
-                      disable=not progress) as listed:
-                archive.extractall(staging, members=listed, **extra)
-            for name in top_names:
-                os.replace(staging / name, dest / name)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return [dest / name for name in top_names]
-
-
-def _name_parts(member_name: str) -> list[str]:
-    return [part for part in PurePosixPath(member_name).parts if part != "."]
 
 
 def write_marker(folder: str | Path, tar_path: str | Path, md5: str) -> None:
@@ -358,7 +287,7 @@ def extract_beside(tar_path: str | Path, *, progress: bool = True) -> Path:
 
 __all__ = [
     "VOC2012_URL", "VOC2012_MD5", "DownloadError", "ChecksumError", "UnsafeArchiveError",
-    "download_voc2012", "fetch", "download_to_part", "file_md5", "verify_md5", "safe_members",
-    "check_members",
-    "extract_tar", "extract_beside", "read_marker", "write_marker", "archive_name",
+    "download_voc2012", "fetch", "fetch_unverified", "download_to_part", "file_md5",
+    "verify_md5", "safe_members", "check_members", "extract_tar", "extract_beside",
+    "read_marker", "write_marker", "archive_name",
 ]

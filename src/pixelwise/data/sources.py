@@ -2,6 +2,7 @@
 
     data_source = open_source("data/VOCdevkit/VOC2012")     # or a records folder
     data_source.split_names("val")       # the images of a split, in list order
+    describe_split(data_source, "test")  # "test: CamVid/test.txt, 233 images"
     elements = data_source.elements("train", split_seed, shuffle_seed=0, shuffle_buffer=1024)
     raw = data_source.read(element)      # bytes and file names, decoded by data.decoding
 
@@ -22,7 +23,7 @@ from pixelwise.data.images import open_image
 from pixelwise.data.palette import read_label
 from pixelwise.data.records import MANIFEST_FILENAME, RecordsSource
 from pixelwise.data.spec import DatasetSpec
-from pixelwise.data.voc import DEFAULT_SPLIT_SEED, VOCLayout, find_voc_root
+from pixelwise.data.voc import DEFAULT_SPLIT_SEED, ListedSplits, find_voc_root
 
 
 class DataSource(Protocol):
@@ -54,9 +55,9 @@ class DataSource(Protocol):
 
 @dataclass
 class FolderSource:
-    """A dataset folder in the VOC layout, read file by file."""
+    """A dataset folder (VOC layout or CamVid's), read file by file."""
 
-    layout: VOCLayout
+    layout: ListedSplits
     _pixel_counts: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -130,4 +131,21 @@ def open_source(data_path: str | Path | DataSource) -> DataSource:
     return FolderSource(find_voc_root(root))
 
 
-__all__ = ["DataSource", "FolderSource", "open_source"]
+def describe_split(data_source: DataSource, split: str,
+                   split_seed: int = DEFAULT_SPLIT_SEED) -> str:
+    """Which list a split reads and how many images, for every command to print:
+    ``test: data/CamVid/test.txt, 233 images``, ``test: second half of .../val.txt (seed 0),
+    725 images``, or for prepared records the list they were prepared from."""
+    if isinstance(data_source, FolderSource):
+        return data_source.layout.describe_split(split, split_seed)
+    count = data_source.num_examples(split, split_seed)
+    if isinstance(data_source, RecordsSource):
+        info = data_source.split_info(split, split_seed)
+        origin = f" (prepared from {info['list_file']})" if info.get("list_file") else ""
+        where = f"records in {data_source.root}{origin}"
+    else:
+        where = type(data_source).__name__
+    return f"{split}: {where}, {count} image{'' if count == 1 else 's'}"
+
+
+__all__ = ["DataSource", "FolderSource", "describe_split", "open_source"]

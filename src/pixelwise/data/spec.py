@@ -1,7 +1,7 @@
 """What a dataset's labels mean: class names, their colours, the ignore label.
 
-VOC 2012 is the built-in description. A user's own dataset in the VOC layout
-carries a small JSON file (``pixelwise_dataset.json``) beside its image folders:
+VOC 2012 and CamVid (the SegNet tutorial's 11-class release) are built in. A user's own
+dataset carries a small JSON file (``pixelwise_dataset.json``) beside its image folders:
 
     {"class_names": ["background", "road", "toy"],
      "colors": [[0, 0, 0], [128, 64, 128], [220, 20, 60]],
@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 IGNORE_LABEL = 255
+# The colour of ignored pixels in pictures and palettes (VOC's boundary colour).
+IGNORE_COLOR = (224, 224, 192)
 SPEC_FILENAME = "pixelwise_dataset.json"
 
 VOC_CLASS_NAMES = (
@@ -24,6 +26,18 @@ VOC_CLASS_NAMES = (
     "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
     "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )
+
+# CamVid's 11 classes and colours as the SegNet tutorial gives them
+# (Scripts/test_segmentation_camvid.py); value 11 is "unlabelled".
+CAMVID_CLASS_NAMES = (
+    "sky", "building", "pole", "road", "pavement", "tree", "signsymbol", "fence", "car",
+    "pedestrian", "bicyclist",
+)
+CAMVID_COLORS = (
+    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
+    (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+)
+CAMVID_IGNORE_LABEL = 11
 
 
 def voc_colormap(num_entries: int = 256) -> np.ndarray:
@@ -72,12 +86,18 @@ class DatasetSpec:
         """A 256-entry palette for 8-bit PNGs: class colours first, the ignore colour at its index."""
         palette = voc_colormap(256)
         palette[: self.num_classes] = np.asarray(self.colors, dtype=np.uint8)
+        palette[self.ignore_label] = IGNORE_COLOR
         return palette
 
     @classmethod
     def voc(cls) -> "DatasetSpec":
         colormap = voc_colormap(len(VOC_CLASS_NAMES))
         return cls(VOC_CLASS_NAMES, tuple(tuple(int(c) for c in rgb) for rgb in colormap))
+
+    @classmethod
+    def camvid(cls) -> "DatasetSpec":
+        """CamVid's 11 classes in the SegNet tutorial's colours; 11 (unlabelled) is ignored."""
+        return cls(CAMVID_CLASS_NAMES, CAMVID_COLORS, CAMVID_IGNORE_LABEL)
 
     def to_dict(self) -> dict:
         return {"class_names": list(self.class_names),
@@ -114,7 +134,10 @@ class DatasetSpec:
         return cls.from_dict(values, source=str(path))
 
 
-def spec_for(dataset_root: str | Path) -> DatasetSpec:
-    """The description next to a dataset (its ``pixelwise_dataset.json``), else VOC's."""
+def spec_for(dataset_root: str | Path, default: DatasetSpec | None = None) -> DatasetSpec:
+    """The description next to a dataset (its ``pixelwise_dataset.json``), else ``default``
+    (the built-in description of the dataset's layout; VOC's when not given)."""
     path = Path(dataset_root) / SPEC_FILENAME
-    return DatasetSpec.load(path) if path.exists() else DatasetSpec.voc()
+    if path.exists():
+        return DatasetSpec.load(path)
+    return default if default is not None else DatasetSpec.voc()
