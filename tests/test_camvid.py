@@ -291,3 +291,17 @@ def test_a_symbolic_link_in_a_zip_is_refused(tmp_path):
     with pytest.raises(UnsafeArchiveError, match="symbolic link"):
         download_camvid(tmp_path / "data", from_path=path, progress=False)
     assert not (tmp_path / "data").exists()
+
+
+def test_cli_download_names_what_is_missing_in_one_line(camvid, tmp_path):
+    from click.testing import CliRunner
+
+    from pixelwise.cli import cli
+
+    root, _ = camvid  # a small release: the full one's 367 training pairs are not there
+    result = CliRunner().invoke(cli, ["data", "download", "camvid", "--dest", str(tmp_path / "d"),
+                                      "--from", str(root)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(error_lines) == 1 and "expected 480x360" in error_lines[0]

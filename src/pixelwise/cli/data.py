@@ -12,7 +12,7 @@ from pixelwise.cli.params import reported
 
 @cli.group()
 def data() -> None:
-    """Get, check, convert and prepare datasets in the VOC layout."""
+    """Get, check, convert and prepare datasets (VOC or CamVid layout)."""
 
 
 @data.group("download")
@@ -39,10 +39,29 @@ def data_download_voc2012(dest: Path, url: str | None, md5: str | None,
     click.echo(voc_dir)
 
 
+@data_download.command("camvid")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the archive and CamVid/.")
+@click.option("--url", default=None,
+              help="Download from here instead of the SegNet tutorial's repository archive.")
+@click.option("--from", "from_path", type=click.Path(exists=True, path_type=Path),
+              default=None, help="Use this tar or zip, or an extracted CamVid folder, instead "
+                                 "of downloading.")
+def data_download_camvid(dest: Path, url: str | None, from_path: Path | None) -> None:
+    """Get CamVid (11 classes, SegNet tutorial release) into DEST; verifies all 701 pairs."""
+    from pixelwise.data import camvid
+
+    with reported(OSError, ValueError, RuntimeError):
+        camvid_dir = camvid.download_camvid(dest, url=url or camvid.CAMVID_URL,
+                                            from_path=from_path)
+    click.echo(camvid_dir)
+
+
 @data.command("check")
 @click.argument("root", type=click.Path(exists=True, path_type=Path))
 @click.option("--split", required=True,
-              help="train, val, test, val-full, trainval, train_aug, or a list file.")
+              help="train, val, test, val-full, val-half-a, val-half-b, trainval, train_aug, "
+                   "or a list file; a dataset's own test.txt wins over the halves of val.txt.")
 @click.option("--seed", default=None, type=int, help="Seed of the val/test halves.")
 @click.option("--max-problems", default=100, show_default=True,
               help="Problem lines to print (0: all).")
