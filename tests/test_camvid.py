@@ -304,4 +304,5 @@ def test_cli_download_names_what_is_missing_in_one_line(camvid, tmp_path):
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     error_lines = [line for line in result.output.splitlines() if line.startswith("Error: ")]
-    assert len(error_lines) == 1 and "expected 480x360" in error_lines[0]
+    assert len(error_lines) == 1 and "not the CamVid release as expected" in error_lines[0]
+    assert "0001TP_test001.png: image is 32x24, expected 480x360" in result.output
