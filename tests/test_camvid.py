@@ -148,6 +148,9 @@ def test_check_and_prepare_read_the_release_unchanged(camvid, tmp_path):
     assert records.spec == DatasetSpec.camvid()
     assert describe_split(records, "test") == (
         f"test: records in {tmp_path / 'records'} (prepared from {root / 'test.txt'}), 2 images")
+    # Its own val.txt and test.txt are whole lists: no split seed matters.
+    assert records.num_examples("test", split_seed=5) == SIZES["test"]
+    assert records.num_examples("val", split_seed=5) == SIZES["val"]
 
 
 def test_make_dataset_batches_camvid_with_11_kept_for_the_ignore(camvid):

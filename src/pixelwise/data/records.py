@@ -53,7 +53,6 @@ RECORDS_FORMAT = "pixelwise-records"
 FORMAT_VERSION = 1
 DEFAULT_EXAMPLES_PER_SHARD = 256
 DEFAULT_SPLITS = ("train", "val", "test")
-SEEDED_SPLITS = ("val", "test")  # halves of val.txt: their content depends on the seed
 
 FEATURES = {
     "name": tf.io.FixedLenFeature([], tf.string),
@@ -197,6 +196,7 @@ def _write_split(layout: VOCLayout, split: str, key: str, split_seed: int, spec:
         "shards": shard_files,
         "shard_examples": [len(examples_in_shard) for examples_in_shard in shard_examples],
         "list_file": str(list_file),
+        "seeded": layout.val_half(split) is not None,  # a half of val.txt: depends on the seed
         "list_sha256": hashlib.sha256(list_file.read_bytes()).hexdigest(),
         "names_sha256": _names_checksum(names),
         "names": names,
@@ -390,7 +390,9 @@ class RecordsSource:
             raise ValueError(f"{self.root}: split {key!r} was not prepared (prepared: "
                              f"{', '.join(splits) or 'none'}); run `pixelwise data prepare "
                              f"SOURCE --out {self.root} --split {key}`")
-        if key in SEEDED_SPLITS and split_seed != self.manifest["split_seed"]:
+        # Manifests written before "seeded" was recorded: VOC's val and test were halves.
+        seeded = splits[key].get("seeded", key in ("val", "test"))
+        if seeded and split_seed != self.manifest["split_seed"]:
             raise ValueError(f"{self.root}: split {key!r} was prepared with split seed "
                              f"{self.manifest['split_seed']}, not {split_seed}; use that seed "
                              f"or prepare again with --split-seed {split_seed}")
