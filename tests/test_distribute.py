@@ -543,7 +543,7 @@ def test_two_workers_resume_after_a_worker_is_killed(records, tmp_path, monkeypa
     monkeypatch.setenv("PIXELWISE_WORKER_BACKUP_DIR", str(backups))
     worker_backup = training_state.worker_backup_dir(run_dirs[1], fake_worker("worker", 1, cluster))
     chief, backup = RunFolder(run_dirs[0]), RunFolder(worker_backup)
-    # Batch 1 per worker: 5 global steps per epoch (seconds), far longer than the polling.
+    # Batch 1 per worker: 5 global steps per epoch, so the kill below lands inside epoch 2.
     commands = [["--strategy", "multiworker", "--data", str(records), "--out", str(run_dir),
                  "--epochs", str(epochs), "--batch-size", "1", "--quiet", *TINY_MODEL_FLAGS]
                 for run_dir in run_dirs]

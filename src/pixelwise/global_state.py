@@ -1,7 +1,7 @@
 """Process-wide settings a training run changes, set for a block and put back after it.
 
     with dtype_policy("mixed_bfloat16"), seeded(0):
-        model = build_network(...)        # float16 compute, the same weights every run
+        model = build_network(...)        # bfloat16 compute, the same weights every run
 
 Keras keeps its dtype policy and its random seed in process-wide state, and so do Python,
 NumPy and TensorFlow for their random generators. A library call that sets them for its own
