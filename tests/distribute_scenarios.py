@@ -10,6 +10,10 @@ It prints one JSON line, prefixed with ``RESULT``, for the test to read.
                             replicas and on one device (plain, and multi-scale with flips),
                             and synchronized batch norm against one device's batch norm
                             over the global batch.
+    replica_order           two logical CPUs: ``replica_predictor`` under MirroredStrategy
+                            over 5 images (shares of 3 and 2 + 1 padding), and the same
+                            with the replicas' results handed back in reverse order, the
+                            mistake the order test must catch.
 """
 
 from __future__ import annotations
@@ -121,7 +125,36 @@ def mirrored(data_dir: str, run_dir: str) -> dict:
     }
 
 
-SCENARIOS = {"mirrored": mirrored}
+class ReversedResults:
+    """A strategy whose ``experimental_local_results`` lists the replicas last to first."""
+
+    def __init__(self, strategy) -> None:
+        self._strategy = strategy
+
+    def __getattr__(self, name):
+        return getattr(self._strategy, name)
+
+    def experimental_local_results(self, value):
+        return tuple(reversed(self._strategy.experimental_local_results(value)))
+
+
+def replica_order() -> dict:
+    devices = use_two_cpus()
+    from pixelwise.distribute import make_strategy, replica_predictor
+
+    two = make_strategy("mirrored", devices=devices)
+    images = np.arange(10, dtype="float32").reshape(5, 2)
+    double_first = lambda batch: batch[:, :1] * 2.0  # noqa: E731
+    return {
+        "replicas": two.num_replicas_in_sync,
+        "images": images.tolist(),
+        "outputs": replica_predictor(two, double_first)(images).tolist(),
+        "one_image": replica_predictor(two, double_first)(images[:1]).tolist(),
+        "reversed_outputs": replica_predictor(ReversedResults(two), double_first)(images).tolist(),
+    }
+
+
+SCENARIOS = {"mirrored": mirrored, "replica_order": replica_order}
 
 if __name__ == "__main__":
     name, *arguments = sys.argv[1:]

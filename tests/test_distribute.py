@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from pixelwise import distribute
+from pixelwise import distribute, training_inputs, training_state
 from pixelwise.cli import cli
 from pixelwise.data.pipeline import open_source
 from pixelwise.data.records import prepare_records, read_manifest
@@ -88,7 +88,7 @@ def test_learning_rate_scales_with_the_replicas():
 
 def test_the_optimizer_gets_the_scaled_rate(synthetic):
     from pixelwise.config import DataConfig, RunConfig, TrainConfig
-    from pixelwise.train import build_optimizer, current_learning_rate
+    from pixelwise.recipe import build_optimizer, current_learning_rate
 
     def rate(replicas, **train):
         config = RunConfig(data=DataConfig(source=str(synthetic), input_size=SIZE),
@@ -165,13 +165,13 @@ def test_worker_index_and_backup_folder(tmp_path, monkeypatch):
     assert distribute.num_workers(fake_worker("worker", 1, cluster)) == 3
     monkeypatch.setenv("PIXELWISE_WORKER_BACKUP_DIR", str(tmp_path / "backups"))
     run_dir = tmp_path / "runs" / "voc"
-    backup = distribute.worker_backup_dir(run_dir, fake_worker("worker", 1, cluster))
+    backup = training_state.worker_backup_dir(run_dir, fake_worker("worker", 1, cluster))
     assert backup.parts[-1] == "worker-1" and backup.parent.name.startswith("voc-")
     assert tmp_path / "backups" in backup.parents and run_dir not in backup.parents
     # Stable for a restarted worker; another task or run gets another folder.
-    assert backup == distribute.worker_backup_dir(run_dir, fake_worker("worker", 1, cluster))
-    assert backup != distribute.worker_backup_dir(run_dir, fake_worker("worker", 0, cluster))
-    assert backup != distribute.worker_backup_dir(tmp_path / "other",
+    assert backup == training_state.worker_backup_dir(run_dir, fake_worker("worker", 1, cluster))
+    assert backup != training_state.worker_backup_dir(run_dir, fake_worker("worker", 0, cluster))
+    assert backup != training_state.worker_backup_dir(tmp_path / "other",
                                                   fake_worker("worker", 1, cluster))
 
 
@@ -181,7 +181,7 @@ def test_shard_policy_and_one_workers_files(synthetic, records):
     file_policy = tf.data.experimental.AutoShardPolicy.FILE
     data_policy = tf.data.experimental.AutoShardPolicy.DATA
     source = open_source(records)
-    policy = lambda workers, training=True, data=source: distribute.auto_shard_policy(  # noqa: E731
+    policy = lambda workers, training=True, data=source: training_inputs.auto_shard_policy(  # noqa: E731
         data, "train", workers, training=training, split_seed=0)
     assert policy(2) == file_policy and policy(4) == file_policy
     assert policy(5) == data_policy  # more workers than shard files
@@ -194,7 +194,7 @@ def test_shard_policy_and_one_workers_files(synthetic, records):
     cluster = {"worker": ["a:1", "b:2"]}
     names_read = []
     for task_id in (0, 1):
-        part = distribute.worker_files_source(source, fake_worker("worker", task_id, cluster))
+        part = training_inputs.worker_files_source(source, fake_worker("worker", task_id, cluster))
         assert part.num_examples("train") == 10  # still describes the whole split
         elements = part.elements("train", 0, shuffle_seed=None, shuffle_buffer=8)
         names_read.append([part.read(element)["name"].numpy().decode() for element in elements])
@@ -277,12 +277,29 @@ def test_evaluation_strategies_stay_on_this_machine(monkeypatch):
     assert not distribute.is_default(distribute.make_strategy("one"))
 
 
+def run_scenario(name: str, *arguments: str, timeout: float = 420) -> dict:
+    """The RESULT of ``distribute_scenarios.py NAME ARGUMENTS`` run in a fresh process."""
+    completed = subprocess.run([sys.executable, str(SCENARIOS), name, *arguments],
+                               capture_output=True, text=True, env=child_environment(),
+                               timeout=timeout)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return json.loads(completed.stdout.split("RESULT ", 1)[1])
+
+
+def assert_in_order(outputs, images) -> None:
+    np.testing.assert_array_equal(outputs, np.asarray(images)[:, :1] * 2.0)
+
+
 def test_replica_predictor_keeps_the_order_of_the_images():
-    strategy = distribute.make_strategy("one")
-    predict = distribute.replica_predictor(strategy, lambda images: images[:, :1] * 2.0)
-    images = np.arange(10, dtype="float32").reshape(5, 2)
-    np.testing.assert_array_equal(predict(images), images[:, :1] * 2.0)
-    np.testing.assert_array_equal(predict(images[:1]), [[0.0]])
+    # Two replicas (logical CPUs, set up before TensorFlow starts: a fresh process), so
+    # the images are split into shares that could come back in another order.
+    result = run_scenario("replica_order")
+    assert result["replicas"] == 2
+    assert_in_order(result["outputs"], result["images"])
+    np.testing.assert_array_equal(result["one_image"], [[0.0]])
+    # The same check catches replicas' results put together in the wrong order.
+    with pytest.raises(AssertionError):
+        assert_in_order(result["reversed_outputs"], result["images"])
 
 
 @pytest.fixture(scope="module")
@@ -321,8 +338,8 @@ def test_evaluate_cli_with_a_strategy_gives_the_one_device_scores(tiny_run, tmp_
 # ---- restarted workers agree on the epoch to resume from ---------------------------------
 
 def test_workers_resume_from_the_last_epoch_every_worker_saved():
-    no_run = distribute.NO_RUN
-    agree = distribute.common_saved_epochs
+    no_run = training_state.NO_RUN
+    agree = training_state.common_saved_epochs
     assert agree([3, 3], [2, 2]) == 3
     assert agree([3, 3, 2, 2], [2, 2, 1, 1]) == 2  # two replicas per worker
     assert agree([2, 3], [no_run, 2]) == 2  # worker 0 was killed while saving epoch 3
@@ -342,7 +359,7 @@ def test_workers_resume_from_the_last_epoch_every_worker_saved():
 def checkpointed_fit(folder: RunFolder, epochs: int) -> None:
     """``epochs`` epochs of two steps of a one-layer model, saved by the run's checkpoint
     callback as on a multi-worker run (keeping the previous state)."""
-    from pixelwise.train import RunCheckpoint
+    from pixelwise.callbacks import RunCheckpoint
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
@@ -353,13 +370,13 @@ def checkpointed_fit(folder: RunFolder, epochs: int) -> None:
 
 
 def test_a_worker_ahead_goes_back_one_epoch(tmp_path, monkeypatch):
-    from pixelwise.train import _agree_with_other_workers
+    from pixelwise.training_state import agree_with_other_workers
 
     two_workers = fake_worker("worker", 0, {"worker": ["a:1", "b:2"]})
 
     def other_worker_has(saved, fallback):  # what the other worker's gathers return
         answers = iter([saved, fallback])
-        monkeypatch.setattr(distribute, "gather_from_workers",
+        monkeypatch.setattr(training_state, "gather_from_workers",
                             lambda strategy, value: [value, next(answers)])
 
     folder = RunFolder(tmp_path / "ahead")
@@ -372,11 +389,11 @@ def test_a_worker_ahead_goes_back_one_epoch(tmp_path, monkeypatch):
 
     # The other worker saved epoch 3 too: nothing changes.
     other_worker_has(3, 2)
-    assert _agree_with_other_workers(two_workers, folder, state, True, print) == state
+    assert agree_with_other_workers(two_workers, folder, state, True, print) == state
     # It was killed while saving epoch 3: this worker goes back to epoch 2, on disk too.
     lines = []
-    other_worker_has(2, distribute.NO_RUN)
-    back = _agree_with_other_workers(two_workers, folder, state, True, lines.append)
+    other_worker_has(2, training_state.NO_RUN)
+    back = agree_with_other_workers(two_workers, folder, state, True, lines.append)
     assert back == state["previous"] and folder.read_state() == back
     assert lines == [f"{folder.root}: going back from epoch 3 to epoch 2, the last epoch "
                      f"every worker saved"]
@@ -386,19 +403,19 @@ def test_a_worker_ahead_goes_back_one_epoch(tmp_path, monkeypatch):
     assert int(saved.optimizer.iterations.numpy()) == back["optimizer_iterations"] == 4
     # Now behind (the other worker kept epoch 3 and can go back): it stays.
     other_worker_has(3, 2)
-    assert _agree_with_other_workers(two_workers, folder, back, True, print) == back
+    assert agree_with_other_workers(two_workers, folder, back, True, print) == back
     # Behind with nothing kept to go back to, while the other is two epochs ahead: refused.
     other_worker_has(4, 3)
     with pytest.raises(ValueError, match=r"do not match.*this is worker 0, with 2 epochs"):
-        _agree_with_other_workers(two_workers, folder, back, True, print)
+        agree_with_other_workers(two_workers, folder, back, True, print)
 
     # The other worker was killed while saving its first epoch: back to a new run.
     first = RunFolder(tmp_path / "first")
     checkpointed_fit(first, epochs=1)
     state = first.read_state()
     assert state["previous"] is None
-    other_worker_has(0, distribute.NO_RUN)
-    assert _agree_with_other_workers(two_workers, first, state, True, print) is None
+    other_worker_has(0, training_state.NO_RUN)
+    assert agree_with_other_workers(two_workers, first, state, True, print) is None
     assert first.read_state() is None and not list(first.checkpoint_dir.iterdir())
 
 
@@ -407,11 +424,7 @@ def test_a_worker_ahead_goes_back_one_epoch(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_mirrored_training_on_two_cpus_and_identical_evaluation(synthetic, tmp_path):
     run_dir = tmp_path / "run"
-    completed = subprocess.run(
-        [sys.executable, str(SCENARIOS), "mirrored", str(synthetic), str(run_dir)],
-        capture_output=True, text=True, env=child_environment(), timeout=420)
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    result = json.loads(completed.stdout.split("RESULT ", 1)[1])
+    result = run_scenario("mirrored", str(synthetic), str(run_dir))
     assert result["replicas"] == 2
     assert (result["epochs_done"], result["stop_reason"]) == (1, "completed")
     assert "MirroredStrategy: 2 replica(s); global batch 4" in result["echo"]
@@ -528,9 +541,9 @@ def test_two_workers_resume_after_a_worker_is_killed(records, tmp_path, monkeypa
     backups = tmp_path / "worker-backups"
     run_dirs = [tmp_path / "run", tmp_path / "run-worker-1"]
     monkeypatch.setenv("PIXELWISE_WORKER_BACKUP_DIR", str(backups))
-    worker_backup = distribute.worker_backup_dir(run_dirs[1], fake_worker("worker", 1, cluster))
+    worker_backup = training_state.worker_backup_dir(run_dirs[1], fake_worker("worker", 1, cluster))
     chief, backup = RunFolder(run_dirs[0]), RunFolder(worker_backup)
-    # Batch 1 per worker: 5 global steps per epoch (seconds), far longer than the polling.
+    # Batch 1 per worker: 5 global steps per epoch, so the kill below lands inside epoch 2.
     commands = [["--strategy", "multiworker", "--data", str(records), "--out", str(run_dir),
                  "--epochs", str(epochs), "--batch-size", "1", "--quiet", *TINY_MODEL_FLAGS]
                 for run_dir in run_dirs]

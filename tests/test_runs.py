@@ -8,14 +8,10 @@ import numpy as np
 import pytest
 
 from pixelwise.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from pixelwise.runs import RunFolder, load_run, write_atomically, write_text_atomically
-from pixelwise.train import (
-    ResumableEarlyStopping,
-    ResumableReduceLROnPlateau,
-    build_network,
-    precision_policy,
-    trim_log,
-)
+from pixelwise.callbacks import ResumableEarlyStopping, ResumableReduceLROnPlateau
+from pixelwise.global_state import dtype_policy
+from pixelwise.recipe import build_network
+from pixelwise.runs import RunFolder, load_run, trim_log, write_atomically, write_text_atomically
 
 
 def make_config(**train):
@@ -169,7 +165,7 @@ def test_mixed_precision_applies_inside_the_block_only():
                                          backbone_weights=None, aspp_filters=8,
                                          bn_momentum=0.8))
     before = keras.mixed_precision.global_policy().name
-    with precision_policy("mixed_bfloat16"):
+    with dtype_policy("mixed_bfloat16"):
         model = build_network(config, num_classes=3)
     assert keras.mixed_precision.global_policy().name == before == "float32"
     logits = model(np.zeros((1, 64, 64, 3), np.float32))

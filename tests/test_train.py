@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from pixelwise.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -28,7 +30,7 @@ from pixelwise.train import (
 )
 
 SIZE = 64
-# Small enough to train in seconds on 2 cores.
+# The smallest DeepLab the builder allows: a MobileNetV2 at width 0.35, a narrow ASPP.
 TINY_MODEL = dict(name="deeplabv3", backbone="mobilenetv2", width_multiplier=0.35,
                   backbone_weights=None, aspp_filters=32, aspp_rates=(1, 2, 3), bn_momentum=0.9)
 # The tiny model that learns fastest from scratch: a U-Net's full-resolution decoder finds
@@ -137,6 +139,32 @@ def test_paper_recipe_decays_the_learning_rate_polynomially(synthetic):
     textbook = build_optimizer(tiny_config(synthetic), steps_per_epoch=4)
     assert isinstance(textbook, keras.optimizers.Adam)
     assert current_learning_rate(textbook) == pytest.approx(3e-3)
+
+
+# ---- no global state left changed ----------------------------------------------------------
+
+def global_draws() -> tuple[float, ...]:
+    """The next number of each global random generator a run seeds."""
+    return (random.random(), float(np.random.random()), float(keras.random.uniform(())),
+            float(tf.random.uniform(())))
+
+
+@pytest.mark.slow
+def test_train_leaves_the_dtype_policy_and_the_random_state_as_it_found_them(synthetic,
+                                                                             tmp_path):
+    keras.utils.set_random_seed(1234)
+    expected = global_draws()
+    previous_policy = keras.config.dtype_policy()
+    keras.utils.set_random_seed(1234)
+    keras.config.set_dtype_policy("mixed_bfloat16")  # the run trains in float32
+    try:
+        result = train(tiny_config(synthetic, epochs=1), tmp_path / "run", progress=False,
+                       echo=lambda line: None)
+        assert result.epochs_done == 1
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+        assert global_draws() == expected
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
 
 
 # ---- bad input fails before training ----------------------------------------------------

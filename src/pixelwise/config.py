@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelwise.data.voc import DEFAULT_SPLIT_SEED
+from pixelwise.io import size_pair, write_text_atomically
 
 CONFIG_FORMAT = "pixelwise-run-config"
 CONFIG_VERSION = 1
@@ -66,7 +67,7 @@ class DataConfig:
     check: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "input_size", _size_pair(self.input_size, "data.input_size"))
+        object.__setattr__(self, "input_size", size_pair(self.input_size, what="data.input_size"))
         if self.augment not in ("textbook", "deeplab", "none"):
             raise ValueError(f"data.augment must be textbook, deeplab or none, got {self.augment!r}")
         if self.cache not in (None, "memory"):
@@ -273,8 +274,6 @@ class RunConfig:
 
     def save(self, path: str | Path) -> None:
         """Write as JSON (atomically: a temporary file renamed into place)."""
-        from pixelwise.runs import write_text_atomically
-
         write_text_atomically(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
@@ -304,13 +303,6 @@ class RunConfig:
         """A copy with fields replaced, e.g. ``with_changes(train={"epochs": 3})``."""
         updated = {name: replace(getattr(self, name), **values) for name, values in sections.items()}
         return replace(self, **updated)
-
-
-def _size_pair(size, what: str) -> tuple[int, int]:
-    values = (size, size) if isinstance(size, int) else tuple(size)
-    if len(values) != 2 or not all(isinstance(side, int) and side > 0 for side in values):
-        raise ValueError(f"{what} must be a positive int or (height, width), got {size!r}")
-    return int(values[0]), int(values[1])
 
 
 def _jsonable(values: dict) -> dict:

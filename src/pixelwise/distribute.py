@@ -36,15 +36,6 @@ share of the batch (as Keras does); ``sync_batchnorm`` makes every BatchNormaliz
 training step (what DeepLab's large-batch results rely on when each device holds only a
 few images). Inference uses the moving statistics either way.
 
-Input. Keras splits each global batch between the replicas
-(``experimental_distribute_dataset``). Across workers the training data is sharded by
-files when it is prepared records with at least one shard file per worker: worker ``i`` of
-``W`` reads the shards ``i, i + W, ...`` (``worker_files_source``), repeated, for the
-split's number of global steps per epoch, since its files may hold more or fewer images
-than another's. Otherwise it is sharded by data (``AutoShardPolicy.DATA``): each worker
-reads everything and keeps its part of each global batch. Validation data is always
-sharded by data, so every worker evaluates the same number of steps.
-
 Metrics and losses. The metrics keep their confusion matrix in a sum-aggregated variable,
 so each replica counts its own pixels and reading the metric adds the counts: the matrix
 over two replicas is the matrix over one (``distributed_confusion_matrix``). Each
@@ -53,27 +44,16 @@ are summed, so the step minimises the mean over the global batch (training batch
 always full). Validation batches are padded to the global batch (``pad_batches``), so
 that no replica gets an empty share.
 
-Multi-worker runs. Only the chief (task ``chief``, else ``worker`` 0) writes the run folder:
-config, log, TensorBoard, checkpoints and ``best.keras``. The other workers do the same
-saves (collective operations need every worker) into a backup folder of their own outside
-the run folder (``worker_backup_dir``), which is removed when the run completes. Each worker
-resumes from its own saved state, so after a worker restart all workers are started again
-with the same command and continue from the last saved epoch (the run folder's checkpoint
-plays the part of Keras's ``BackupAndRestore``). Each worker keeps the state of the epoch
-before its last one too: a worker killed while saving an epoch leaves the others one epoch
-ahead, and those go back to it (``agreed_saved_epochs``; the chief's ``best.keras`` may then
-hold the model of the epoch that is trained again). Workers whose saved states cannot be
-brought together stop with an error that says what to delete.
+Elsewhere: the training input for a strategy (sharding between workers) is
+``pixelwise.training_inputs``; the saved state workers agree on and the backup folders of
+non-chief workers, ``pixelwise.training_state``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -88,7 +68,6 @@ from pixelwise.models.layers import all_layers
 STRATEGY_NAMES = ("auto", "one", "mirrored", "multiworker")
 TF_CONFIG_VARIABLE = "TF_CONFIG"
 WORKER_JOBS = ("chief", "worker")  # the TF_CONFIG jobs that train (not "evaluator", "ps")
-WORKER_BACKUP_ROOT_VARIABLE = "PIXELWISE_WORKER_BACKUP_DIR"
 # What TensorFlow's collective all-reduce carries.
 COLLECTIVE_DTYPES = (tf.bfloat16, tf.float16, tf.float32, tf.float64, tf.int32, tf.int64)
 
@@ -331,38 +310,6 @@ def pad_batches(dataset: tf.data.Dataset, batch_size: int,
     return dataset.map(pad)
 
 
-# --------------------------------------------------------------------------- input
-
-
-def auto_shard_policy(source: object, split: str, num_workers: int, *, training: bool,
-                      split_seed: int) -> tf.data.experimental.AutoShardPolicy:
-    """How a dataset is divided between workers: FILE for training on prepared records
-    with at least one shard per worker, DATA otherwise (see the module docstring)."""
-    from pixelwise.data.records import RecordsSource
-
-    if training and isinstance(source, RecordsSource):
-        shards = source.split_info(split, split_seed)["shards"]
-        if len(shards) >= num_workers:
-            return tf.data.experimental.AutoShardPolicy.FILE
-    return tf.data.experimental.AutoShardPolicy.DATA
-
-
-def worker_files_source(source: object, strategy: tf.distribute.Strategy) -> object:
-    """The records ``source`` restricted to this worker's shard files (``worker_index,
-    worker_index + workers, ...``): sharding by files done with ``tf.data``'s ``shard`` on
-    the file list. TensorFlow's automatic FILE sharding cannot do it here: the pipeline
-    pairs every example with a draw of ``Dataset.random``, a source it cannot shard."""
-    return dataclasses.replace(source, file_shard=(num_workers(strategy), worker_index(strategy)))
-
-
-def with_shard_policy(dataset: tf.data.Dataset,
-                      policy: tf.data.experimental.AutoShardPolicy) -> tf.data.Dataset:
-    """``dataset`` with ``policy`` set as its auto-shard policy."""
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = policy
-    return dataset.with_options(options)
-
-
 # --------------------------------------------------------------------------- model
 
 
@@ -431,77 +378,8 @@ def replica_predictor(strategy: tf.distribute.Strategy,
     return predict
 
 
-# --------------------------------------------------------------------------- workers
-
-
-def worker_backup_dir(run_dir: str | Path, strategy: tf.distribute.Strategy) -> Path:
-    """Where a non-chief worker keeps its own copy of the run's saves: outside the run
-    folder, under ``$PIXELWISE_WORKER_BACKUP_DIR`` (default: the system's temporary folder),
-    named after the run folder's absolute path and the task, so a restarted worker finds
-    it again."""
-    root = Path(os.environ.get(WORKER_BACKUP_ROOT_VARIABLE) or tempfile.gettempdir())
-    run_path = Path(run_dir).resolve()
-    digest = hashlib.sha256(str(run_path).encode()).hexdigest()[:12]
-    task_type, task_id = task_of(strategy)
-    return root / "pixelwise-workers" / f"{run_path.name}-{digest}" / f"{task_type}-{task_id}"
-
-
-def gather_from_workers(strategy: tf.distribute.Strategy, value: int) -> list[int]:
-    """``value`` of every replica of every worker (a collective: every worker must call it)."""
-    per_replica = strategy.experimental_distribute_values_from_function(
-        lambda context: tf.constant([int(value)], dtype=tf.int64))
-    return [int(item) for item in strategy.gather(per_replica, axis=0).numpy()]
-
-
-NO_RUN = -1  # a worker's saved epochs where it holds no run (folder absent or removed)
-
-
-def common_saved_epochs(saved: Sequence[int], fallback: Sequence[int]) -> int:
-    """The epochs every worker can resume from, given each worker's ``saved`` epochs (its
-    state.json; 0 before the first save, ``NO_RUN`` without a run folder) and the
-    ``fallback`` epochs of the state before that one (``NO_RUN`` where none is kept).
-
-    A worker killed while saving epoch ``n`` leaves the others one epoch ahead (no worker
-    can finish epoch ``n + 1`` without it), so each worker is at the lowest saved epoch
-    or can go back to it. Raises ValueError when they cannot agree."""
-    saved, fallback = [int(value) for value in saved], [int(value) for value in fallback]
-    if len(saved) != len(fallback) or not saved:
-        raise ValueError(f"one saved and one fallback value per worker, got {saved} and "
-                         f"{fallback}")
-    if all(value in (NO_RUN, 0) for value in saved):
-        return 0  # a new run (or one that saved no epoch yet)
-    target = min(saved)
-    if target != NO_RUN and all(value == target or back == target
-                                for value, back in zip(saved, fallback)):
-        return target
-    raise ValueError(
-        f"the workers' saved runs do not match: epochs saved {saved}, epochs they can go back "
-        f"to {fallback} (one value per replica; {NO_RUN}: no run). Either the run is complete "
-        f"(the other workers removed their backups: nothing to resume), or a worker's backup "
-        f"folder was deleted or belongs to another run: then delete the run folder's "
-        f"checkpoints/ and the workers' backup folders (under "
-        f"{Path(tempfile.gettempdir()) / 'pixelwise-workers'} or "
-        f"${WORKER_BACKUP_ROOT_VARIABLE}) to restart the run")
-
-
-def agreed_saved_epochs(strategy: tf.distribute.Strategy, saved: int, fallback: int) -> int:
-    """``common_saved_epochs`` over every worker's ``saved`` and ``fallback`` epochs (a
-    collective: every worker must call it); ``saved`` with one worker."""
-    if num_workers(strategy) <= 1:
-        return int(saved)
-    try:
-        return common_saved_epochs(gather_from_workers(strategy, saved),
-                                   gather_from_workers(strategy, fallback))
-    except ValueError as error:
-        task_type, task_id = task_of(strategy)
-        raise ValueError(f"{error} (this is {task_type} {task_id}, with {saved} epochs "
-                         f"saved)") from None
-
-
-__all__ = ["MultiWorkerMirroredStrategy", "NO_RUN", "STRATEGY_NAMES", "TF_CONFIG_VARIABLE",
-           "agreed_saved_epochs", "auto_shard_policy", "cluster_size", "common_saved_epochs",
-           "describe", "distributed_confusion_matrix", "gather_from_workers",
-           "global_batch_size", "is_chief", "is_default", "local_gpus", "make_strategy",
-           "num_workers", "pad_batches", "read_tf_config", "replica_predictor",
-           "scaled_learning_rate", "synchronize_batch_norm", "task_of", "with_shard_policy",
-           "worker_backup_dir", "worker_files_source", "worker_index"]
+__all__ = ["MultiWorkerMirroredStrategy", "STRATEGY_NAMES", "TF_CONFIG_VARIABLE", "cluster_size",
+           "describe", "distributed_confusion_matrix", "global_batch_size", "is_chief",
+           "is_default", "local_gpus", "make_strategy", "num_workers", "pad_batches",
+           "read_tf_config", "replica_predictor", "scaled_learning_rate",
+           "synchronize_batch_norm", "task_of", "worker_index"]

@@ -13,6 +13,9 @@
 
     model, spec, config = load_run("runs/NAME")
 
+``RunFolder.prepare`` makes a folder ready for training (or refuses one that holds another
+run) and ``RunFolder.trim_log`` drops log rows the saved state does not cover.
+
 Every file here is written under a temporary name in its own folder and renamed into
 place (``os.replace``, atomic on POSIX), so a process killed at any moment leaves either
 the old file or the new one, never a torn one.
@@ -20,6 +23,7 @@ the old file or the new one, never a torn one.
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +34,7 @@ import keras
 from pixelwise.config import RunConfig
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.io import TEMP_PREFIX, write_atomically, write_json_atomically, write_text_atomically
+from pixelwise.models import load_model
 
 CONFIG_FILENAME = "config.json"
 SPEC_FILENAME = "pixelwise_dataset.json"
@@ -41,6 +46,10 @@ TENSORBOARD_DIR = "tensorboard"
 EVALUATION_DIR = "evaluation"
 PREDICTIONS_DIR = "predictions"
 FIGURES_DIR = "figures"
+
+
+class RunConflictError(ValueError):
+    """The run folder holds a run with another configuration (or is not a run folder)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,60 @@ class RunFolder:
                                     f"missing; delete {self.checkpoint_dir} to restart the run")
         return state
 
+    def prepare(self, config: RunConfig, spec: DatasetSpec) -> dict | None:
+        """Make the folder ready to train ``config`` on ``spec``; the saved state (None
+        before the first epoch).
+
+        A new or empty folder gets config.json, the dataset spec and checkpoints/; a folder
+        holding this run is kept as it is (its stale temporaries swept). Raises
+        RunConflictError for a folder holding another configuration or other classes, or
+        a non-empty folder that is not a run.
+        """
+        if self.exists():
+            self._check_same_run(config, spec)
+        elif self.root.is_dir() and any(self.root.iterdir()):
+            raise RunConflictError(
+                f"{self.root}: folder exists, is not empty and holds no {self.config_path.name}; "
+                f"it is not a pixelwise run. Choose another --out folder")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_dir.mkdir(exist_ok=True)
+        self.remove_stale_temporaries()
+        if not self.exists():
+            config.save(self.config_path)
+        if not self.spec_path.is_file():
+            write_json_atomically(self.spec_path, spec.to_dict())
+        return self.read_state()
+
+    def _check_same_run(self, config: RunConfig, spec: DatasetSpec) -> None:
+        changes = RunConfig.load(self.config_path).differences(config)
+        if changes:
+            raise RunConflictError(
+                f"{self.root} holds a run with another configuration ("
+                + "; ".join(changes) + f"). To continue that run use `pixelwise train --resume "
+                f"{self.root}`; to start a new one choose another --out folder")
+        if self.spec_path.is_file():
+            saved_spec = DatasetSpec.load(self.spec_path)
+            if saved_spec != spec:
+                raise RunConflictError(
+                    f"{self.spec_path}: the run was trained on classes "
+                    f"{', '.join(saved_spec.class_names)}, but {config.data.source} now "
+                    f"describes {', '.join(spec.class_names)}; start a new run with another --out")
+
+    def trim_log(self, epochs_done: int) -> int:
+        """Keep the log rows of the ``epochs_done`` saved epochs (see ``trim_log``)."""
+        return trim_log(self.log_path, epochs_done)
+
+    def go_back_to(self, previous: dict | None) -> None:
+        """Make ``previous`` (a state kept under ``"previous"``, None: no epoch saved) the
+        saved state again, deleting every checkpoint it does not name."""
+        if previous is None:
+            self.state_path.unlink(missing_ok=True)
+        else:
+            write_json_atomically(self.state_path, previous)
+        for checkpoint in self.checkpoint_dir.glob("epoch-*.keras"):
+            if previous is None or checkpoint.name != previous["checkpoint"]:
+                checkpoint.unlink(missing_ok=True)
+
     def remove_stale_temporaries(self) -> None:
         """Delete temporary files a killed process left behind (never a complete file)."""
         for folder in (self.root, self.checkpoint_dir):
@@ -126,7 +189,8 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best") -> LoadedRun:
         checkpoint: "best" (best.keras, the best validation mean IoU) or "last" (the
             model of the last saved epoch).
 
-    The model is loaded without its optimizer (``compile=False``), with safe mode on.
+    The model is loaded without its optimizer, loss and metrics (``compile=False``), with
+    safe mode on, so only the network's layers (``pixelwise.models``) need to be known.
     """
     folder = RunFolder(Path(run_dir))
     if not folder.root.is_dir():
@@ -149,15 +213,34 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best") -> LoadedRun:
         model_path = folder.checkpoint_dir / state["checkpoint"]
     else:
         raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    import pixelwise.losses  # noqa: F401  (registers the custom objects)
-    import pixelwise.metrics  # noqa: F401
-    from pixelwise.models import load_model
-
     model = load_model(model_path, compile=False)
     if model.outputs[0].shape[-1] != spec.num_classes:
         raise ValueError(f"{model_path}: the model predicts {model.outputs[0].shape[-1]} "
                          f"classes but {folder.spec_path} lists {spec.num_classes}")
     return LoadedRun(model, spec, config)
+
+
+def trim_log(log_path: Path, epochs_done: int) -> int:
+    """Keep the header and the rows of epochs ``0 .. epochs_done - 1`` of a CSV log
+    (rows of later epochs, a torn last line, duplicates); return the rows kept."""
+    if not log_path.is_file():
+        return 0
+    lines = log_path.read_text().splitlines()
+    if not lines:
+        return 0
+    header, kept, seen = lines[0], [], set()
+    width = len(next(csv.reader([header])))
+    for line in lines[1:]:
+        fields = next(csv.reader([line]), [])
+        try:
+            epoch = int(fields[0])
+        except (IndexError, ValueError):
+            continue
+        if len(fields) == width and 0 <= epoch < epochs_done and epoch not in seen:
+            kept.append(line)
+            seen.add(epoch)
+    write_text_atomically(log_path, "\n".join([header, *kept]) + "\n")
+    return len(kept)
 
 
 def save_model_atomically(model: keras.Model, path: str | Path, *,
@@ -176,6 +259,6 @@ def save_model_atomically(model: keras.Model, path: str | Path, *,
     write_atomically(path, lambda temporary: to_save.save(temporary))
 
 
-__all__ = ["BEST_MODEL_FILENAME", "CONFIG_FILENAME", "LOG_FILENAME", "LoadedRun", "RunFolder",
-           "SPEC_FILENAME", "load_run", "save_model_atomically", "write_atomically",
-           "write_json_atomically", "write_text_atomically"]
+__all__ = ["BEST_MODEL_FILENAME", "CONFIG_FILENAME", "LOG_FILENAME", "LoadedRun",
+           "RunConflictError", "RunFolder", "SPEC_FILENAME", "load_run", "save_model_atomically",
+           "trim_log", "write_atomically", "write_json_atomically", "write_text_atomically"]

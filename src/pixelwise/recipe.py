@@ -1,0 +1,102 @@
+"""The training recipe of a RunConfig: network, optimizer and schedule, loss, metrics.
+
+    model = build_compiled_model(config, source, steps_per_epoch=40, replicas=2)
+
+``TrainConfig.recipe`` picks the optimizer (see ``pixelwise.config``): Adam for
+"textbook", SGD with momentum and the poly decay for "paper". Everything here is built
+under the caller's dtype policy and distribution strategy scope.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from pixelwise import distribute
+from pixelwise.config import RunConfig
+from pixelwise.data.pipeline import DataSource
+from pixelwise.data.spec import DatasetSpec
+from pixelwise.losses import build_loss, median_frequency_weights
+from pixelwise.metrics import MeanAccuracy, MeanIoU, PixelAccuracy
+from pixelwise.models import build_model
+from pixelwise.models.layers import all_layers
+
+
+def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+    """The optimizer's learning rate now (a schedule evaluated at the current step)."""
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def set_batch_norm_momentum(model: keras.Model, momentum: float) -> int:
+    """Set ``momentum`` on every BatchNormalization layer (nested models too); the count."""
+    changed = 0
+    for layer in all_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = float(momentum)
+            changed += 1
+    return changed
+
+
+def build_network(config: RunConfig, num_classes: int) -> keras.Model:
+    """The model of ``config`` (under the current dtype policy) with its BN momentum set."""
+    model = build_model(config.model.name, num_classes=num_classes, input_shape=(None, None, 3),
+                        **config.model.builder_options())
+    set_batch_norm_momentum(model, config.model.bn_momentum)
+    return model
+
+
+def build_optimizer(config: RunConfig, steps_per_epoch: int,
+                    replicas: int = 1) -> keras.optimizers.Optimizer:
+    """Adam (textbook) or SGD with momentum and poly decay over the run (paper); the
+    learning rate scaled for ``replicas`` replicas by ``train.lr_scaling``."""
+    train_config = config.train
+    weight_decay = train_config.weight_decay or None
+    learning_rate = distribute.scaled_learning_rate(train_config.initial_learning_rate,
+                                                    replicas, train_config.lr_scaling)
+    if train_config.recipe == "paper":
+        schedule = keras.optimizers.schedules.PolynomialDecay(
+            initial_learning_rate=learning_rate,
+            decay_steps=max(1, train_config.epochs * steps_per_epoch),
+            end_learning_rate=0.0, power=train_config.poly_power)
+        return keras.optimizers.SGD(learning_rate=schedule, momentum=train_config.momentum,
+                                    weight_decay=weight_decay)
+    return keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=weight_decay)
+
+
+def build_training_loss(config: RunConfig, source: DataSource, spec: DatasetSpec):
+    """The configured loss, with median-frequency class weights from the training split
+    when asked for."""
+    class_weights = None
+    if config.train.class_weighting == "median_frequency":
+        counts = source.class_pixel_counts(config.data.train_split, config.data.split_seed)
+        class_weights = median_frequency_weights(counts).tolist()
+    elif config.train.class_weighting == "none":
+        class_weights = [1.0] * spec.num_classes
+    return build_loss(config.train.loss, num_classes=spec.num_classes,
+                      ignore_label=spec.ignore_label, class_weights=class_weights)
+
+
+def segmentation_metrics(spec: DatasetSpec) -> list[keras.metrics.Metric]:
+    """Pixel accuracy, mean accuracy and mean IoU (logged as ``mean_iou`` / ``val_mean_iou``)."""
+    return [PixelAccuracy(spec.num_classes, spec.ignore_label),
+            MeanAccuracy(spec.num_classes, spec.ignore_label),
+            MeanIoU(spec.num_classes, spec.ignore_label)]
+
+
+def build_compiled_model(config: RunConfig, source: DataSource, steps_per_epoch: int,
+                         replicas: int = 1) -> keras.Model:
+    """The network compiled with the recipe's optimizer, loss and metrics; with
+    ``train.sync_batchnorm`` and several replicas its batch norm is synchronized.
+
+    Call it inside the strategy's scope (and the run's dtype policy)."""
+    spec = source.spec
+    model = build_network(config, spec.num_classes)
+    if config.train.sync_batchnorm and replicas > 1:
+        distribute.synchronize_batch_norm(model)
+    model.compile(optimizer=build_optimizer(config, steps_per_epoch, replicas),
+                  loss=build_training_loss(config, source, spec),
+                  metrics=segmentation_metrics(spec), jit_compile=config.train.jit_compile)
+    return model
+
+
+__all__ = ["build_compiled_model", "build_network", "build_optimizer", "build_training_loss",
+           "current_learning_rate", "segmentation_metrics", "set_batch_norm_momentum"]
