@@ -28,7 +28,6 @@ asserts on time; run it on a quiet machine (the load average is recorded).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import re
@@ -36,7 +35,7 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from pixelwise.benchmark_results import (
     update_results_section,
     write_json,
 )
+from pixelwise.global_state import dtype_policy
 from pixelwise.io import parse_size
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -158,17 +158,6 @@ def command_line(settings: "BenchmarkSettings") -> str:
     return " ".join(parts)
 
 
-@contextlib.contextmanager
-def dtype_policy(name: str) -> Iterator[None]:
-    """Keras's global dtype policy set to ``name`` inside the block, restored after."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
 def peak_rss_megabytes() -> float:
     """This process's peak resident set size so far (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -223,13 +212,11 @@ def _random_batch(settings: BenchmarkSettings, batch: int, seed: int = 0):
 def build_benchmark_model(settings: BenchmarkSettings) -> keras.Model:
     """The model of ``settings`` with random weights, built for any input size; raises
     ValueError if the input size is not a multiple of what the model downsamples by."""
-    from pixelwise.models import DEFAULT_OUTPUT_STRIDE, MODEL_NAMES, build_model
+    from pixelwise.models import build_model
     from pixelwise.models.backbones import check_input_shape
+    from pixelwise.models.registry import input_multiple
 
-    if settings.model not in MODEL_NAMES:
-        raise ValueError(f"unknown model {settings.model!r}; choose one of "
-                         f"{', '.join(MODEL_NAMES)}")
-    multiple = settings.output_stride or DEFAULT_OUTPUT_STRIDE[settings.model]
+    multiple = input_multiple(settings.model, settings.output_stride)
     check_input_shape((*settings.input_size, 3), multiple, settings.model)
     keras.utils.set_random_seed(0)
     return build_model(
