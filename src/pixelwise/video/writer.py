@@ -75,15 +75,37 @@ class OverlayVideo:
         return self.path
 
 
-class NpzFrames:
-    """Arrays appended one by one to a compressed .npz (see the module docstring)."""
+class _FramesOutput:
+    """A file or folder filled item by item under a temporary name, published on close."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._temporary = temporary_path(self.path)
-        self._zip = zipfile.ZipFile(self._temporary, "w", compression=zipfile.ZIP_DEFLATED)
         self.count = 0
+
+    def _finish(self) -> None:
+        """Complete the temporary (e.g. write an archive's directory)."""
+
+    def close(self) -> Path | None:
+        """Finish and move into place; returns the path, or None (and nothing) when empty."""
+        self._finish()
+        if not self.count:
+            if self._temporary.is_dir():
+                shutil.rmtree(self._temporary, ignore_errors=True)
+            else:
+                self._temporary.unlink(missing_ok=True)
+            return None
+        publish(self._temporary, self.path)
+        return self.path
+
+
+class NpzFrames(_FramesOutput):
+    """Arrays appended one by one to a compressed .npz (see the module docstring)."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path)
+        self._zip = zipfile.ZipFile(self._temporary, "w", compression=zipfile.ZIP_DEFLATED)
 
     def add(self, key: str, array: np.ndarray) -> None:
         """Store ``array`` under ``key``."""
@@ -91,38 +113,21 @@ class NpzFrames:
             np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
         self.count += 1
 
-    def close(self) -> Path | None:
-        """Finish the archive; returns its path, or None (and no file) when empty."""
+    def _finish(self) -> None:
         self._zip.close()
-        if not self.count:
-            self._temporary.unlink(missing_ok=True)
-            return None
-        publish(self._temporary, self.path)
-        return self.path
 
 
-class PngFrames:
+class PngFrames(_FramesOutput):
     """Images saved one by one into a folder (see the module docstring)."""
 
     def __init__(self, folder: str | Path) -> None:
-        self.path = Path(folder)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._temporary = temporary_path(self.path)
+        super().__init__(folder)
         self._temporary.mkdir()
-        self.count = 0
 
     def add(self, name: str, image: Image.Image) -> None:
         """Save ``image`` as ``name`` (a file name ending in .png) in the folder."""
         image.save(self._temporary / name, format="PNG")
         self.count += 1
-
-    def close(self) -> Path | None:
-        """Move the folder into place; returns its path, or None when empty."""
-        if not self.count:
-            shutil.rmtree(self._temporary, ignore_errors=True)
-            return None
-        publish(self._temporary, self.path)
-        return self.path
 
 
 def palette_image(class_map: np.ndarray, spec: DatasetSpec) -> Image.Image:
