@@ -322,6 +322,28 @@ def test_mixed_precision_models_export_in_float32(blob_model):
     assert float32_model(blob_model) is blob_model
 
 
+def test_tflite_can_also_output_probabilities_and_the_drivable_probability(tmp_path,
+                                                                         blob_model):
+    path = export_tflite(blob_model, BLOB_SPEC, tmp_path / "planner.tflite",
+                         input_size=(SIZE, SIZE), input_multiple=4, include_probabilities=True,
+                         drivable_classes=[0, 2])
+    segmenter = TFLiteSegmenter(path)
+    assert segmenter.export_info["outputs"] == ["class_map", "probabilities", "drivable"]
+    assert segmenter.drivable_classes == (0, 2)
+    image = blob_example(np.random.default_rng(14))[0]
+    probabilities = segmenter.probabilities(image)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+    result = segmenter.segment(image, drivable=[0, 2])  # the file's own drivable output
+    np.testing.assert_allclose(result.drivable, probabilities[..., [0, 2]].sum(-1), atol=1e-5)
+    np.testing.assert_array_equal(result.class_map, segmenter.predict(image))
+    assert np.mean(result.class_map == np.argmax(probabilities, -1)) > 0.999
+    other = segmenter.segment(image, drivable=[1])  # other classes: summed from probabilities
+    np.testing.assert_allclose(other.drivable, probabilities[..., 1], atol=1e-6)
+    with pytest.raises(ValueError, match="class indices of 0..2"):
+        export_tflite(blob_model, BLOB_SPEC, tmp_path / "bad.tflite", input_size=(SIZE, SIZE),
+                      input_multiple=4, drivable_classes=[3])
+
+
 # --------------------------------------------------------------------------- the CLI
 
 
@@ -359,6 +381,14 @@ def test_cli_exports_a_run_and_checks_it(blob_run):
     result = runner.invoke(cli, ["export", str(blob_run), "--format", "tflite",
                                  "--input-size", "50"])
     assert result.exit_code != 0 and "multiples of 32; use e.g. 64x64" in result.output
+    result = runner.invoke(cli, ["export", str(blob_run), "--format", "tflite",
+                                 "--drivable", "road", "--no-check"])
+    assert result.exit_code != 0 and "drivable class 'road' is not a class" in result.output
+    result = runner.invoke(cli, ["export", str(blob_run), "--format", "tflite", "--no-check",
+                                 "--drivable", "background,blue box", "--out",
+                                 str(blob_run / "planner.tflite")])
+    assert result.exit_code == 0, result.output
+    assert TFLiteSegmenter(blob_run / "planner.tflite").drivable_classes == (0, 2)
 
 
 def test_cli_predicts_with_a_tflite_model(tmp_path, exports):

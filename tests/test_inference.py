@@ -146,10 +146,26 @@ def test_batch_and_stream_give_what_single_images_give(forms, blob_model):
     for result, single in zip(results, singles):
         np.testing.assert_array_equal(result.class_map, single)
         assert result.probabilities.shape == (*ODD, 3)
-        assert set(result.timings_ms) == {"preprocess", "inference", "postprocess"}
+        assert set(result.timings_ms) == {"decode", "preprocess", "inference", "postprocess"}
+    assert set(segmenter.segment(images[0]).timings_ms) == {"preprocess", "inference",
+                                                            "postprocess"}
     tflite = Segmenter.from_path(forms["tflite"])
     np.testing.assert_array_equal(tflite.predict_batch(images[:2]),
                                   np.stack([tflite.predict(image) for image in images[:2]]))
+
+
+def test_drivable_probability_is_the_sum_of_the_chosen_classes(forms, odd_image):
+    image, _ = odd_image
+    for name in ("run", "saved_model"):
+        segmenter = Segmenter.from_path(forms[name])
+        result = segmenter.segment(image, drivable=[0, 2])
+        probabilities = segmenter.probabilities(image)
+        assert result.drivable.shape == ODD and result.drivable.dtype == np.float32, name
+        np.testing.assert_allclose(result.drivable, probabilities[..., 0] + probabilities[..., 2],
+                                   atol=1e-6, err_msg=name)
+        np.testing.assert_array_equal(result.class_map, segmenter.predict(image))
+    with pytest.raises(ValueError, match="--probabilities"):
+        Segmenter.from_path(forms["tflite"]).segment(image, drivable=[0])
 
 
 def test_multi_scale_and_flip_equal_a_hand_average(blob_model):

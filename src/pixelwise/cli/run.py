@@ -52,38 +52,58 @@ def evaluate(run_dir: Path, split: str, resolutions: tuple[str, ...], multi_scal
 
 
 @cli.command("predict")
-@click.argument("run_dir", metavar="RUN|MODEL.tflite",
-                type=click.Path(exists=True, path_type=Path))
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, path_type=Path))
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (default: RUN/predictions, or NAME_predictions beside "
-                   "the .tflite).")
+                   "the model).")
+@click.option("--camera", default=None, metavar="N|DEVICE|URL",
+              help="Live frames from a camera index, a device path or a stream URL (or a "
+                   "video file played as live); a window where a display exists, else "
+                   "recording only. Ctrl-C stops and keeps what was written.")
+@click.option("--frames", "max_frames", default=None, type=click.IntRange(min=1),
+              help="Stop a video or the camera after K frames.")
+@click.option("--class-maps", default=None, type=click.Choice(["npz", "png"]),
+              help="Videos: also write the class maps, one compressed array file "
+                   "(NAME_classes.npz) or a folder of palette PNGs (NAME_classes/).")
+@click.option("--drivable", default=None, metavar="CLASS,CLASS",
+              help="Drivable space: these classes' summed probability per pixel and a "
+                   "mask at --safety, drawn on the overlay and written as NAME_drivable*.")
+@click.option("--safety", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Drivable where the probability reaches this; higher is more cautious "
+                   "(fewer pixels drivable), lower more adventurous.")
+@click.option("--smooth", default=None, type=click.FloatRange(0, 1, min_open=True),
+              metavar="ALPHA",
+              help="Videos: average probabilities over frames, the newest weighing ALPHA "
+                   "(1: none; lower: steadier, slower to follow).")
 @click.option("--resize", is_flag=True,
               help="Run at the training input size (default: each image at its own size).")
-@click.option("--fit", default="resize", show_default=True,
+@click.option("--fit", default=None,
               type=library_choice("pixelwise.inference", "FIT_MODES"),
-              help=".tflite: how an image meets the model's fixed input size.")
+              help=".tflite: how an image meets the model's fixed input size "
+                   "[default: resize].")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
-              help=".tflite: interpreter threads.")
+              help="Interpreter threads (.tflite) or TensorFlow's threads (other forms).")
 @click.option("--max-pixels", default=2048 * 1024, show_default=True,
               type=click.IntRange(min=1),
               help="Larger photos run scaled down to this many pixels (bounds memory); "
                    "the class map comes back at full size.")
-def predict(run_dir: Path, inputs: tuple[Path, ...], out_dir: Path | None, resize: bool,
-            fit: str, threads: int | None, max_pixels: int) -> None:
-    """Class-index PNG and colour overlay for each image in INPUTS (files or folders),
-    from a run's best model or an exported .tflite model."""
-    from pixelwise.predict import predict_run, predict_tflite
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def predict(model_path: Path, inputs: tuple[Path, ...], out_dir: Path | None,
+            camera: str | None, max_frames: int | None, class_maps: str | None,
+            drivable: str | None, safety: float, smooth: float | None, resize: bool,
+            fit: str | None, threads: int | None, max_pixels: int, quiet: bool) -> None:
+    """Class maps and colour overlays for the images, folders and videos (.mp4 .avi .mov
+    .mkv) in INPUTS, or a --camera, from MODEL: a run folder, a .keras file, a SavedModel
+    folder or a .tflite model. Videos print frames/s and latency and write them as
+    NAME_timings.json."""
+    from pixelwise.predict import predict as predict_media
 
-    with reported():
-        if run_dir.is_file():
-            if run_dir.suffix != ".tflite":
-                raise click.UsageError(f"{run_dir}: give a run folder or a .tflite model")
-            predict_tflite(run_dir, inputs, out_dir, num_threads=threads, fit_mode=fit,
-                           echo=click.echo)
-        else:
-            predict_run(run_dir, inputs, out_dir, resize=resize, max_pixels=max_pixels,
-                        echo=click.echo)
+    with reported(OSError, ValueError, ImportError):
+        predict_media(model_path, inputs, out_dir, camera=camera, max_frames=max_frames,
+                      class_maps=class_maps, drivable=drivable, safety=safety, smooth=smooth,
+                      resize=resize, fit_mode=fit, num_threads=threads,
+                      max_pixels=max_pixels, progress=not quiet, echo=click.echo)
 
 
 @cli.command("export")
@@ -103,13 +123,16 @@ def predict(run_dir: Path, inputs: tuple[Path, ...], out_dir: Path | None, resiz
               help="Compare with the Keras model on the run's test split; fail if short.")
 @click.option("--check-images", default=None, type=click.IntRange(min=1),
               help="Check on the first N test images (default: all).")
-@click.option("--probabilities", is_flag=True, help="SavedModel: also output probabilities.")
+@click.option("--probabilities", is_flag=True, help="Also output probabilities.")
+@click.option("--drivable", default=None, metavar="CLASS,CLASS",
+              help="TFLite: also output the drivable probability, the summed probability "
+                   "of these classes.")
 @click.option("--jit-compile/--no-jit-compile", default=False, show_default=True,
               help="XLA for the SavedModel's serving function and the check's Keras side.")
 def export(run_dir: Path, export_format: str, quantize: str | None,
            input_size: tuple[int, int] | None, out_path: Path | None,
            calibration_images: int, check: bool, check_images: int | None,
-           probabilities: bool, jit_compile: bool) -> None:
+           probabilities: bool, drivable: str | None, jit_compile: bool) -> None:
     """Export RUN's best model as a SavedModel or TFLite, checked against Keras."""
     from pixelwise.export import ExportCheckError, export_run
 
@@ -118,7 +141,7 @@ def export(run_dir: Path, export_format: str, quantize: str | None,
                    input_size=input_size, out=out_path,
                    calibration_count=calibration_images, check=check,
                    check_limit=check_images, include_probabilities=probabilities,
-                   jit_compile=jit_compile, echo=click.echo)
+                   drivable=drivable, jit_compile=jit_compile, echo=click.echo)
     except ExportCheckError as error:
         raise click.ClickException(f"the export fell short of its check; it stays on disk "
                                    f"for inspection:\n{error}") from error

@@ -20,6 +20,9 @@ strings); ``assets/pixelwise_dataset.json`` holds the same description as a file
 
 TFLite: one fixed input size, batch 1: ``images`` uint8 [1, H, W, 3] in, ``class_map``
 int32 [1, H, W] out; the argmax is inside the graph, so a device never handles logits.
+On request, more outputs of the serving signature: ``probabilities`` float32 [1, H, W, C]
+(``include_probabilities``) and ``drivable`` float32 [1, H, W], the summed probability of
+the classes the planner may drive on (``drivable_classes``; :mod:`pixelwise.drivable`).
 ``quantize``: None (float32), ``"float16"`` (weights stored in float16, computed in float32)
 or ``"int8"`` (full integer: weights and activations int8, calibrated on training images;
 the only float op is the cast of the uint8 input before it is quantised). The classes

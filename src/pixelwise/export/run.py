@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pixelwise.drivable import drivable_classes
 from pixelwise.export.check import AgreementReport, CheckThresholds, ExportCheckError, check_export
 from pixelwise.export.prepare import (
     EXPORT_FORMATS,
@@ -67,7 +68,8 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
                input_size: Sequence[int] | None = None, out: str | Path | None = None,
                calibration_count: int = DEFAULT_CALIBRATION_IMAGES, check: bool = True,
                check_limit: int | None = None, thresholds: CheckThresholds | None = None,
-               include_probabilities: bool = False, jit_compile: bool = False,
+               include_probabilities: bool = False,
+               drivable: str | Sequence[str] | None = None, jit_compile: bool = False,
                overwrite: bool = True, echo: Callable[[str], None] = print) -> ExportResult:
     """Export the best model of a run and check it on the run's held-out (test) split.
 
@@ -84,7 +86,9 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
             (the export stays on disk for inspection).
         check_limit: check on the first N test images only (default: all).
         thresholds: override the default thresholds of the check.
-        include_probabilities: SavedModel: also output probabilities.
+        include_probabilities: also output probabilities.
+        drivable: TFLite: also output the drivable probability, the summed probability of
+            these class names (a list or "road,pavement"; see :mod:`pixelwise.drivable`).
         jit_compile: XLA for the SavedModel's serving function and the check's Keras side.
         overwrite: replace an earlier export at the same path.
         echo: where status lines go.
@@ -96,7 +100,11 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
     check_quantize(quantize)
     if export_format == "saved_model" and quantize is not None:
         raise ValueError("quantize applies to TFLite exports; a SavedModel is float32")
+    if drivable is not None and export_format != "tflite":
+        raise ValueError("drivable applies to TFLite exports; a SavedModel gives "
+                         "probabilities (--probabilities), whose sum is the drivable one")
     model, spec, config = load_run(run_dir)
+    drivable_indices = None if drivable is None else drivable_classes(spec, drivable)
     model = float32_model(model)
     input_multiple = config.model.input_multiple
     size = check_input_size(input_size or config.data.input_size, input_multiple)
@@ -116,7 +124,8 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
                  f"{config.data.train_split!r}")
         export_tflite(model, spec, path, input_size=size, quantize=quantize,
                       calibration_images=calibration, input_multiple=input_multiple,
-                      overwrite=overwrite)
+                      include_probabilities=include_probabilities,
+                      drivable_classes=drivable_indices, overwrite=overwrite)
     echo(f"wrote {path} ({export_format}, {quantization_name(quantize)}"
          + (f", {size[0]}x{size[1]}" if export_format == "tflite" else "") + ")")
     if not check:

@@ -1,6 +1,12 @@
 """The TFLite writer: one fixed input size, batch 1, uint8 in, the argmax inside, the
 classes in the file's metadata (see :mod:`pixelwise.export`); the metadata is read back by
-:mod:`pixelwise.inference.tflite`."""
+:mod:`pixelwise.inference.tflite`.
+
+On request the graph has more outputs beside ``class_map``, so a device gets what the
+argmax throws away: ``probabilities`` (float32 [1, H, W, C], the softmax) and ``drivable``
+(float32 [1, H, W], the summed probability of the chosen classes; see
+:mod:`pixelwise.drivable`). An int8 model computes them in int8 and gives them dequantised.
+"""
 
 from __future__ import annotations
 
@@ -25,8 +31,11 @@ from pixelwise.export.prepare import (
 )
 from pixelwise.inference.formats import (
     CLASS_MAP_NAME,
+    DRIVABLE_CLASSES_KEY,
+    DRIVABLE_NAME,
     EXPORT_METADATA_NAME,
     INPUT_NAME,
+    PROBABILITIES_NAME,
     SERVING_SIGNATURE,
     SPEC_METADATA_NAME,
 )
@@ -38,7 +47,9 @@ from pixelwise.io import temporary_path, write_bytes_atomically
 def export_tflite(model: keras.Model, spec: DatasetSpec, out_path: str | Path, *,
                   input_size: Sequence[int], quantize: str | None = None,
                   calibration_images: Iterable[np.ndarray] | None = None,
-                  input_multiple: int = 16, overwrite: bool = False) -> Path:
+                  input_multiple: int = 16, include_probabilities: bool = False,
+                  drivable_classes: Sequence[int] | None = None,
+                  overwrite: bool = False) -> Path:
     """Write ``model`` as a .tflite file at a fixed ``input_size`` (see :mod:`pixelwise.export`).
 
     Args:
@@ -51,6 +62,8 @@ def export_tflite(model: keras.Model, spec: DatasetSpec, out_path: str | Path, *
             (resized to ``input_size``), e.g. a hundred from the training split; the
             activation ranges are measured on them.
         input_multiple: the model's stride.
+        include_probabilities: also output the softmax probabilities.
+        drivable_classes: also output the summed probability of these class indices.
         overwrite: replace an existing file.
 
     Returns ``out_path``.
@@ -64,6 +77,11 @@ def export_tflite(model: keras.Model, spec: DatasetSpec, out_path: str | Path, *
     check_destination(out_path, overwrite)
     check_classes(model, spec)
     height, width = check_input_size(input_size, input_multiple)
+    if drivable_classes is not None:
+        drivable_classes = [int(index) for index in drivable_classes]
+        if not drivable_classes or not all(0 <= i < spec.num_classes for i in drivable_classes):
+            raise ValueError(f"drivable_classes {drivable_classes}: class indices of "
+                             f"0..{spec.num_classes - 1}, at least one")
     calibration = None
     if quantize == "int8":
         if calibration_images is None:
@@ -83,7 +101,15 @@ def export_tflite(model: keras.Model, spec: DatasetSpec, out_path: str | Path, *
                                                  name=INPUT_NAME)])
     def serve(images):
         logits = model(tf.cast(images, tf.float32), training=False)
-        return {CLASS_MAP_NAME: tf.argmax(logits, axis=-1, output_type=tf.int32)}
+        outputs = {CLASS_MAP_NAME: tf.argmax(logits, axis=-1, output_type=tf.int32)}
+        if include_probabilities or drivable_classes is not None:
+            probabilities = tf.nn.softmax(logits, axis=-1)
+            if include_probabilities:
+                outputs[PROBABILITIES_NAME] = probabilities
+            if drivable_classes is not None:
+                outputs[DRIVABLE_NAME] = tf.reduce_sum(
+                    tf.gather(probabilities, drivable_classes, axis=-1), axis=-1)
+        return outputs
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     saved_model_dir = temporary_path(out_path.with_suffix(".savedmodel"))
@@ -101,8 +127,12 @@ def export_tflite(model: keras.Model, spec: DatasetSpec, out_path: str | Path, *
         flatbuffer = converter.convert()
     finally:
         shutil.rmtree(saved_model_dir, ignore_errors=True)
+    outputs = [CLASS_MAP_NAME] + ([PROBABILITIES_NAME] if include_probabilities else []) + (
+        [DRIVABLE_NAME] if drivable_classes is not None else [])
     info = export_info(model, "tflite", quantize=quantize, input_size=(height, width),
-                       input_multiple=input_multiple)
+                       input_multiple=input_multiple, outputs=outputs)
+    if drivable_classes is not None:
+        info[DRIVABLE_CLASSES_KEY] = drivable_classes
     flatbuffer = add_tflite_metadata(flatbuffer, {
         SPEC_METADATA_NAME: json.dumps(spec.to_dict()).encode(),
         EXPORT_METADATA_NAME: json.dumps(info).encode()}, source=str(out_path))

@@ -7,6 +7,8 @@
     class_maps = segmenter.predict_batch(images)                 # [B, H, W]
     for result in segmenter.stream(frames):                      # any iterable of frames
         use(result.class_map, result.timings_ms)
+    result = segmenter.segment(image, drivable=(0, 1))   # + P(drivable) [H, W]: the sum
+                                                         # of those classes' probabilities
 
 Every model form runs the same three stages: the image is fitted to the model's input
 (``fit_mode``: see :mod:`pixelwise.inference.imaging`), the model runs on the canvas, and
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pixelwise.data.spec import DatasetSpec
+from pixelwise.drivable import drivable_probability
 from pixelwise.inference.imaging import (
     DEFAULT_MAX_PIXELS,
     FIT_MODES,
@@ -40,12 +43,15 @@ from pixelwise.inference.imaging import (
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's result: its class map, its probabilities (when asked for) and the time
-    of each stage in milliseconds (``preprocess``, ``inference``, ``postprocess``)."""
+    """One image's result: its class map, its probabilities and its drivable probability
+    (each when asked for) and the time of each stage in milliseconds (``preprocess``,
+    ``inference``, ``postprocess``; from :meth:`Segmenter.stream` also ``decode``, the wait
+    for the frame)."""
 
     class_map: np.ndarray
     probabilities: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    drivable: np.ndarray | None = None
 
 
 class Segmenter:
@@ -90,6 +96,16 @@ class Segmenter:
     def _forward_probabilities(self, canvases: np.ndarray) -> np.ndarray:
         raise ValueError(f"{self.describe()} gives class maps only, not probabilities")
 
+    def _forward_outputs(self, canvases: np.ndarray, probabilities: bool,
+                         drivable: tuple[int, ...] | None):
+        """(scores for the class map, probabilities or None, drivable probability or None)
+        of one forward pass; a form with several outputs overrides it."""
+        if not probabilities and drivable is None:
+            return self._forward(canvases), None, None
+        probability_maps = self._forward_probabilities(canvases)
+        return (probability_maps, probability_maps if probabilities else None,
+                None if drivable is None else drivable_probability(probability_maps, drivable))
+
     def describe(self) -> str:
         """A few words naming the model (for messages)."""
         return type(self).__name__
@@ -122,23 +138,42 @@ class Segmenter:
             return self._run_batch(images, probabilities=True)[1]
         return [self.probabilities(image) for image in images]
 
-    def segment(self, image, *, probabilities: bool = False) -> Prediction:
-        """The :class:`Prediction` of one image, with its stage times."""
+    def segment(self, image, *, probabilities: bool = False,
+                drivable: Sequence[int] | None = None) -> Prediction:
+        """The :class:`Prediction` of one image, with its stage times; ``drivable``: class
+        indices whose summed probability is the result's ``drivable`` map (see
+        :mod:`pixelwise.drivable`)."""
         image = check_rgb(image)
-        class_maps, probability_maps, timings = self._run_batch(image[None], probabilities)
+        drivable = None if drivable is None else tuple(int(index) for index in drivable)
+        class_maps, probability_maps, drivable_maps, timings = self._run_batch(
+            image[None], probabilities, drivable)
         return Prediction(class_maps[0],
-                          None if probability_maps is None else probability_maps[0], timings)
+                          None if probability_maps is None else probability_maps[0], timings,
+                          None if drivable_maps is None else drivable_maps[0])
 
-    def stream(self, frames: Iterable, *, probabilities: bool = False) -> Iterator[Prediction]:
-        """A :class:`Prediction` for each frame of ``frames`` (any iterable of RGB images,
-        e.g. a video's), computed as each frame arrives."""
-        for frame in frames:
-            yield self.segment(frame, probabilities=probabilities)
+    def stream(self, frames: Iterable, *, probabilities: bool = False,
+               drivable: Sequence[int] | None = None) -> Iterator[Prediction]:
+        """A :class:`Prediction` for each frame of ``frames`` (any iterable of RGB images:
+        a generator of arrays, ``pixelwise.video.open_source(...)``), computed as each
+        frame arrives; its ``decode`` time is how long the frame took to arrive."""
+        frames = iter(frames)
+        while True:
+            start = time.perf_counter()
+            try:
+                frame = next(frames)
+            except StopIteration:
+                return
+            waited = 1000.0 * (time.perf_counter() - start)
+            result = self.segment(frame, probabilities=probabilities, drivable=drivable)
+            result.timings_ms.update(decode=waited)
+            yield result
 
     # ------------------------------------------------------------------ the three stages
 
-    def _run_batch(self, images: np.ndarray, probabilities: bool):
-        """(class maps, probabilities or None, stage times) of same-size images."""
+    def _run_batch(self, images: np.ndarray, probabilities: bool,
+                   drivable: tuple[int, ...] | None = None):
+        """(class maps, probabilities or None, drivable maps or None, stage times) of
+        same-size images."""
         images = check_rgb(images, batched=True)
         if np.dtype(self.pixel_dtype) == np.uint8:
             images = as_uint8_images(images, batched=True)
@@ -146,25 +181,33 @@ class Segmenter:
         fitting = self.fitting(images.shape[1:3])
         canvases = fit_images(images, fitting, self.pixel_dtype)
         fitted = time.perf_counter()
-        if probabilities:
-            scores = self._forward_probabilities(canvases)
-        else:
-            scores = self._forward(canvases)
+        scores, probability_maps, drivable_maps = self._forward_outputs(
+            canvases, probabilities, drivable)
         inferred = time.perf_counter()
         if (not probabilities and scores.ndim == 4 and self.fit_mode == "pad"
                 and fitting.inner_size != fitting.image_size):
             # Scaled down for memory: bring back the class map, not every class's scores.
             scores = class_map_of(scores)
-        scores = map_back(scores, fitting)
+        if probability_maps is scores:
+            probability_maps = scores = map_back(scores, fitting)
+        else:
+            scores = map_back(scores, fitting)
+            if probability_maps is not None:
+                probability_maps = map_back(probability_maps, fitting)
         if scores.ndim == 4:
             class_maps = class_map_of(scores)
         else:
             class_maps = scores.astype(np.int32, copy=False)
+        if drivable_maps is not None:  # a float map: resized bilinear, as probabilities
+            drivable_maps = map_back(np.asarray(drivable_maps, np.float32)[..., None],
+                                     fitting)[..., 0]
         done = time.perf_counter()
         timings = {"preprocess": 1000.0 * (fitted - start),
                    "inference": 1000.0 * (inferred - fitted),
                    "postprocess": 1000.0 * (done - inferred)}
-        return class_maps, (scores.astype(np.float32, copy=False) if probabilities else None), timings
+        if probability_maps is not None:
+            probability_maps = probability_maps.astype(np.float32, copy=False)
+        return class_maps, probability_maps, drivable_maps, timings
 
     # ------------------------------------------------------------------ opening a model
 

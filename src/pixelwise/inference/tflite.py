@@ -15,7 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from pixelwise.data.spec import DatasetSpec
-from pixelwise.inference.formats import EXPORT_METADATA_NAME, SPEC_METADATA_NAME
+from pixelwise.drivable import drivable_probability
+from pixelwise.inference.formats import (
+    CLASS_MAP_NAME,
+    DRIVABLE_CLASSES_KEY,
+    DRIVABLE_NAME,
+    EXPORT_METADATA_NAME,
+    PROBABILITIES_NAME,
+    SERVING_SIGNATURE,
+    SPEC_METADATA_NAME,
+)
 from pixelwise.inference.imaging import as_uint8_images
 from pixelwise.inference.segmenter import Segmenter
 
@@ -93,8 +102,9 @@ class TFLiteSegmenter(Segmenter):
     [H, W, 3]; other dtypes are clipped to 0..255 and rounded.
 
     Works with the exports of ``pixelwise.export.export_tflite`` (uint8 in, int32 class map
-    out: the argmax is inside the graph, so there are no probabilities) and, for a model
-    from elsewhere, with float32 RGB 0..255 input and logits output.
+    out: the argmax is inside the graph, so there are no probabilities unless it was
+    exported with them, or with the drivable probability, as further named outputs) and,
+    for a model from elsewhere, with float32 RGB 0..255 input and logits output.
 
     Example:
         >>> segmenter = TFLiteSegmenter("model_int8.tflite", num_threads=1)
@@ -112,11 +122,13 @@ class TFLiteSegmenter(Segmenter):
         self.export_info = json.loads(entries.get(EXPORT_METADATA_NAME, b"{}") or b"{}")
         self.interpreter = make_interpreter(self.model_path, num_threads=num_threads)
         inputs = self.interpreter.get_input_details()
-        outputs = self.interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ValueError(f"{self.model_path}: expected one input and one output, got "
-                             f"{len(inputs)} and {len(outputs)}")
-        self._input, self._output = inputs[0], outputs[0]
+        self._outputs = self._named_outputs()
+        if len(inputs) != 1 or not self._outputs:
+            raise ValueError(f"{self.model_path}: expected one input and a class map or "
+                             f"logits output, got {len(inputs)} input(s) and outputs "
+                             f"{', '.join(self._outputs) or 'none'}")
+        self._input = inputs[0]
+        self._output = self._outputs.get(CLASS_MAP_NAME) or next(iter(self._outputs.values()))
         shape = tuple(int(side) for side in self._input["shape"])
         if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
             raise ValueError(f"{self.model_path}: input shape {list(shape)}; expected "
@@ -125,6 +137,23 @@ class TFLiteSegmenter(Segmenter):
             raise ValueError(f"{self.model_path}: input type {np.dtype(self._input['dtype'])}; "
                              f"expected uint8 (or float32) RGB")
         super().__init__(spec, fit_mode=fit_mode, input_size=(shape[1], shape[2]))
+
+    def _named_outputs(self) -> dict[str, dict]:
+        """The output details by name: the serving signature's names where the file has
+        one (a pixelwise export), else a single unnamed output."""
+        signatures = self.interpreter.get_signature_list()
+        if SERVING_SIGNATURE in signatures:
+            runner = self.interpreter.get_signature_runner(SERVING_SIGNATURE)
+            return dict(runner.get_output_details())
+        outputs = self.interpreter.get_output_details()
+        return {"output": outputs[0]} if len(outputs) == 1 else {}
+
+    @property
+    def drivable_classes(self) -> tuple[int, ...] | None:
+        """The class indices summed by the file's ``drivable`` output (None: no such output)."""
+        if DRIVABLE_NAME not in self._outputs:
+            return None
+        return tuple(int(index) for index in self.export_info.get(DRIVABLE_CLASSES_KEY, ()))
 
     @property
     def quantize(self) -> str | None:
@@ -140,10 +169,14 @@ class TFLiteSegmenter(Segmenter):
     def describe(self) -> str:
         return f"TFLite model {self.model_path}"
 
-    def _invoke(self, canvas: np.ndarray) -> np.ndarray:
+    def _invoke(self, canvas: np.ndarray, names=None) -> np.ndarray | dict[str, np.ndarray]:
+        """The main output of one canvas; with ``names``, those outputs by name."""
         self.interpreter.set_tensor(self._input["index"], canvas[None].astype(self._input["dtype"]))
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._output["index"])[0]
+        if names is None:
+            return self.interpreter.get_tensor(self._output["index"])[0]
+        return {name: self.interpreter.get_tensor(self._outputs[name]["index"])[0]
+                for name in names}
 
     def predict_at_input_size(self, image: np.ndarray) -> np.ndarray:
         """int32 class map [h, w] of one image exactly the model's input size [h, w, 3]."""
@@ -158,13 +191,41 @@ class TFLiteSegmenter(Segmenter):
         return np.stack([self._invoke(canvas) for canvas in canvases])
 
     def _forward_probabilities(self, canvases: np.ndarray) -> np.ndarray:
+        if PROBABILITIES_NAME in self._outputs:
+            return np.stack([self._invoke(canvas, [PROBABILITIES_NAME])[PROBABILITIES_NAME]
+                             for canvas in canvases]).astype(np.float32)
         if self.gives_class_maps:
             raise ValueError(f"{self.model_path}: its graph ends in an argmax, so it gives "
-                             f"class maps only, not probabilities; for probabilities use the "
-                             f"run's .keras model or a SavedModel exported with --probabilities")
+                             f"class maps only, not probabilities; export it with "
+                             f"`pixelwise export RUN --format tflite --probabilities`, or use "
+                             f"the run's .keras model or a SavedModel exported with "
+                             f"--probabilities")
         logits = self._forward(canvases).astype(np.float32)
         exponentials = np.exp(logits - logits.max(axis=-1, keepdims=True))
         return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+    def _forward_outputs(self, canvases: np.ndarray, probabilities: bool,
+                         drivable: tuple[int, ...] | None):
+        # One invoke per canvas reads every output needed: the class map, and the
+        # probabilities or the drivable output where the export has them.
+        own_drivable = drivable is not None and drivable == self.drivable_classes
+        wanted_probabilities = probabilities or (drivable is not None and not own_drivable)
+        if CLASS_MAP_NAME not in self._outputs or (
+                wanted_probabilities and PROBABILITIES_NAME not in self._outputs):
+            return super()._forward_outputs(canvases, probabilities, drivable)
+        names = [CLASS_MAP_NAME] + ([PROBABILITIES_NAME] if wanted_probabilities else []) + (
+            [DRIVABLE_NAME] if own_drivable else [])
+        results = [self._invoke(canvas, names) for canvas in canvases]
+        class_maps = np.stack([result[CLASS_MAP_NAME] for result in results])
+        probability_maps = (np.stack([result[PROBABILITIES_NAME] for result in results])
+                            .astype(np.float32) if wanted_probabilities else None)
+        if own_drivable:
+            drivable_maps = np.stack([result[DRIVABLE_NAME] for result in results])
+        elif drivable is not None:
+            drivable_maps = drivable_probability(probability_maps, drivable)
+        else:
+            drivable_maps = None
+        return class_maps, probability_maps if probabilities else None, drivable_maps
 
 
 __all__ = ["TFLiteSegmenter", "make_interpreter", "read_tflite_metadata", "read_tflite_spec",
