@@ -8,6 +8,7 @@ from pathlib import Path
 
 import keras
 
+from pixelwise.data.pipeline import MEAN_RGB
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.inference.formats import CLASS_MAP_NAME, INPUT_NAME
 from pixelwise.models.layers import all_layers
@@ -90,19 +91,36 @@ def check_classes(model: keras.Model, spec: DatasetSpec) -> None:
                          f"description lists {spec.num_classes}; pass the run's spec")
 
 
-def check_input_size(input_size: Sequence[int], input_multiple: int) -> tuple[int, int]:
-    """``input_size`` as (height, width), refused (with the nearest valid size) unless
-    both are multiples of the model's stride."""
+def check_input_size(input_size: Sequence[int]) -> tuple[int, int]:
+    """``input_size`` as (height, width) of positive ints; any size is allowed, since the
+    exported graph pads to the model's stride itself (:func:`padded_logits`)."""
     try:
         height, width = (int(side) for side in input_size)
     except (TypeError, ValueError):
         raise ValueError(f"input_size must be (height, width), got {input_size!r}") from None
-    if min(height, width) < 1 or height % input_multiple or width % input_multiple:
-        nearest = [max(input_multiple, round(side / input_multiple) * input_multiple)
-                   for side in (height, width)]
-        raise ValueError(f"input size {height}x{width}: the model needs multiples of "
-                         f"{input_multiple}; use e.g. {nearest[0]}x{nearest[1]}")
+    if min(height, width) < 1:
+        raise ValueError(f"input size {height}x{width}: sides must be positive")
     return height, width
+
+
+def padded_logits(model: keras.Model, images, input_multiple: int):
+    """float32 logits of uint8 ``images`` [B, H, W, 3] of any size, in the TensorFlow
+    graph: the padding of :mod:`pixelwise.inference.imaging` (bottom and right, to a
+    multiple of the stride, with the mean colour), then the logits cropped back to H x W.
+    A camera's native size (e.g. 360 x 480 at stride 16) thus exports as it is."""
+    import tensorflow as tf
+
+    pixels = tf.cast(images, tf.float32)
+    shape = tf.shape(pixels)
+    image_height, image_width = shape[1], shape[2]
+    paddings = [[0, 0], [0, (-image_height) % input_multiple],
+                [0, (-image_width) % input_multiple], [0, 0]]
+    # Exact: image pixels + 0 * mean inside, 0 + 1 * mean in the padding.
+    mean = tf.constant(MEAN_RGB, dtype=tf.float32)
+    padded = (tf.pad(pixels, paddings)
+              + tf.pad(tf.zeros_like(pixels), paddings, constant_values=1.0) * mean)
+    logits = tf.cast(model(padded, training=False), tf.float32)
+    return logits[:, :image_height, :image_width, :]
 
 
 def save_functions(model: keras.Model, path: Path, functions: dict) -> None:
@@ -124,5 +142,5 @@ def save_functions(model: keras.Model, path: Path, functions: dict) -> None:
 
 
 __all__ = ["EXPORT_FORMATS", "QUANTIZATIONS", "check_classes", "check_destination",
-           "check_input_size", "check_quantize", "depthwise_layers", "export_info",
+           "check_input_size", "check_quantize", "padded_logits", "depthwise_layers", "export_info",
            "float32_model", "quantization_name", "save_functions"]

@@ -107,7 +107,7 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
     drivable_indices = None if drivable is None else drivable_classes(spec, drivable)
     model = float32_model(model)
     input_multiple = config.model.input_multiple
-    size = check_input_size(input_size or config.data.input_size, input_multiple)
+    size = check_input_size(input_size or config.data.input_size)
     path = Path(out) if out is not None else default_export_path(run_dir, export_format, quantize)
     source, split_seed = config.data.source, config.data.split_seed
     if export_format == "saved_model":

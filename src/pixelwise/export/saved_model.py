@@ -10,9 +10,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pixelwise.data.pipeline import MEAN_RGB
 from pixelwise.data.spec import SPEC_FILENAME, DatasetSpec
 from pixelwise.export.prepare import (
+    padded_logits,
     check_classes,
     check_destination,
     depthwise_layers,
@@ -60,7 +60,6 @@ def export_saved_model(model: keras.Model, spec: DatasetSpec, out_dir: str | Pat
                       "MobileNetV2 DeepLab v3 ran ~7x slower per frame); serve it on CPUs "
                       "from an export without --jit-compile", stacklevel=2)
     height, width = (model.input_shape[1], model.input_shape[2])
-    mean = tf.constant(MEAN_RGB, dtype=tf.float32)
     outputs = (CLASS_MAP_NAME, PROBABILITIES_NAME) if include_probabilities else (CLASS_MAP_NAME,)
     info = export_info(model, "saved_model", input_multiple=input_multiple, outputs=outputs)
 
@@ -68,18 +67,7 @@ def export_saved_model(model: keras.Model, spec: DatasetSpec, out_dir: str | Pat
                                                  name=INPUT_NAME)],
                  jit_compile=jit_compile)
     def serve(images):
-        # In the graph, the padding of pixelwise.inference.imaging: bottom and right, to the
-        # stride, with the mean colour; the logits are cropped back.
-        pixels = tf.cast(images, tf.float32)
-        shape = tf.shape(pixels)
-        image_height, image_width = shape[1], shape[2]
-        paddings = [[0, 0], [0, (-image_height) % input_multiple],
-                    [0, (-image_width) % input_multiple], [0, 0]]
-        # Exact: image pixels + 0 * mean inside, 0 + 1 * mean in the padding.
-        padded = (tf.pad(pixels, paddings)
-                  + tf.pad(tf.zeros_like(pixels), paddings, constant_values=1.0) * mean)
-        logits = tf.cast(model(padded, training=False), tf.float32)
-        logits = logits[:, :image_height, :image_width, :]
+        logits = padded_logits(model, images, input_multiple)
         result = {CLASS_MAP_NAME: tf.argmax(logits, axis=-1, output_type=tf.int32)}
         if include_probabilities:
             result[PROBABILITIES_NAME] = tf.nn.softmax(logits, axis=-1)

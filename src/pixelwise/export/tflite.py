@@ -20,6 +20,7 @@ import numpy as np
 
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.export.prepare import (
+    padded_logits,
     check_classes,
     check_destination,
     check_input_size,
@@ -56,7 +57,7 @@ def export_tflite(model: keras.Model, spec: DatasetSpec, out_path: str | Path, *
         model: a segmentation model (RGB 0..255 in, logits out).
         spec: the classes it predicts; stored in the file's metadata.
         out_path: the .tflite file (written under a temporary name, then renamed).
-        input_size: (height, width), multiples of ``input_multiple``.
+        input_size: (height, width), any size: the graph pads to ``input_multiple``.
         quantize: None (float32), "float16" or "int8".
         calibration_images: int8 only, required: uint8 RGB images [H, W, 3] of any size
             (resized to ``input_size``), e.g. a hundred from the training split; the
@@ -76,7 +77,7 @@ def export_tflite(model: keras.Model, spec: DatasetSpec, out_path: str | Path, *
         raise ValueError(f"{out_path}: a TFLite model's name ends in .tflite")
     check_destination(out_path, overwrite)
     check_classes(model, spec)
-    height, width = check_input_size(input_size, input_multiple)
+    height, width = check_input_size(input_size)
     if drivable_classes is not None:
         drivable_classes = [int(index) for index in drivable_classes]
         if not drivable_classes or not all(0 <= i < spec.num_classes for i in drivable_classes):
@@ -100,7 +101,7 @@ def export_tflite(model: keras.Model, spec: DatasetSpec, out_path: str | Path, *
     @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], tf.uint8,
                                                  name=INPUT_NAME)])
     def serve(images):
-        logits = model(tf.cast(images, tf.float32), training=False)
+        logits = padded_logits(model, images, input_multiple)
         outputs = {CLASS_MAP_NAME: tf.argmax(logits, axis=-1, output_type=tf.int32)}
         if include_probabilities or drivable_classes is not None:
             probabilities = tf.nn.softmax(logits, axis=-1)
