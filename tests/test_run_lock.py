@@ -54,3 +54,4 @@ def test_released_lock_can_be_taken_again_in_the_same_process(tmp_path):
     with RunLock(tmp_path) as again:
         assert again.held
     assert not again.held
+    assert not (tmp_path / LOCK_FILENAME).exists()  # a clean release leaves no file

@@ -96,8 +96,8 @@ def test_the_run_folder_holds_config_log_checkpoint_and_best_model(learned_run, 
     steps_per_epoch = 48 // 8
     assert state["epochs_done"] == epochs
     assert state["optimizer_iterations"] == epochs * steps_per_epoch
-    assert sorted(p.name for p in folder.checkpoint_dir.iterdir()) == [
-        f"epoch-{epochs:04d}.keras", "state.json"]
+    assert sorted(p.name for p in folder.checkpoint_dir.iterdir()) == [  # and the one before
+        f"epoch-{epochs - 1:04d}.keras", f"epoch-{epochs:04d}.keras", "state.json"]
     with open(folder.log_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     val_mious = [float(row["val_mean_iou"]) for row in rows]

@@ -6,11 +6,15 @@
 ``RunCheckpoint`` saves the run at the end of every epoch (see its docstring for the order
 of the files); ReduceLROnPlateau and EarlyStopping (textbook recipe) keep their counters in
 the saved state, so a resumed run goes on counting where the interrupted one stopped.
+An epoch whose loss, validation loss or weights are not finite is never saved: the run
+stops there, its last good epoch kept. ``DivergenceWarning`` says when the training loss
+grows by orders of magnitude (a learning rate far too high) before it becomes NaN.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -26,6 +30,8 @@ STOP_COMPLETED = "completed"
 STOP_EARLY = "early_stopping"
 STOP_NAN = "nan_loss"
 STOP_ALREADY_DONE = "already_complete"
+# Training loss this many times its first step's: warn that the run diverges.
+DIVERGENCE_GROWTH = 100.0
 
 
 class ResumableState:
@@ -76,12 +82,15 @@ class RunCheckpoint(keras.callbacks.Callback):
        rate and the ``resumable`` callbacks' state (the commit point);
     4. older epoch checkpoints are then deleted.
 
-    With ``keep_previous`` (multi-worker runs) state.json also holds, under ``"previous"``,
-    the state saved before it (None before the first epoch; ``previous_state`` is the one
-    the run resumed from), and that state's checkpoint is kept, so a worker can go back
-    one epoch to the other workers' (see ``pixelwise.training_state``).
+    With ``keep_previous`` (what ``build_run_callbacks`` asks for) state.json also holds,
+    under ``"previous"``, the state saved before it (None before the first epoch;
+    ``previous_state`` is the one the run resumed from), and that state's checkpoint is
+    kept, so a run can go back one epoch: from a damaged checkpoint, or to the other
+    workers' epoch (see ``pixelwise.training_state``).
 
-    An epoch whose loss is NaN or infinite is not saved (TerminateOnNaN stops the run).
+    An epoch whose loss or validation loss is NaN or infinite, or that leaves a weight
+    that is, is not saved: the run stops and ``bad_epoch`` says why (TerminateOnNaN
+    stops it within the epoch when the training loss does).
     """
 
     def __init__(self, folder: RunFolder, *, total_epochs: int,
@@ -97,13 +106,19 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.monitor = monitor
         self.keep_previous = keep_previous
         self.last_state = without_previous(previous_state)
-        self.saw_bad_loss = False
+        self.bad_epoch: str | None = None
+
+    @property
+    def saw_bad_loss(self) -> bool:
+        """Whether an epoch was not saved because something in it was not finite."""
+        return self.bad_epoch is not None
 
     def on_epoch_end(self, epoch, logs=None) -> None:
         logs = logs or {}
-        loss = logs.get("loss")
-        if loss is None or not math.isfinite(float(loss)):
-            self.saw_bad_loss = True
+        problem = non_finite_problem(self.model, logs)
+        if problem:
+            self.bad_epoch = f"epoch {epoch + 1}: {problem}"
+            self.model.stop_training = True
             return
         epochs_done = epoch + 1
         current = logs.get(self.monitor)
@@ -141,6 +156,51 @@ class RunCheckpoint(keras.callbacks.Callback):
                 old.unlink(missing_ok=True)
 
 
+def non_finite_problem(model: keras.Model, logs: dict) -> str | None:
+    """What is NaN or infinite at the end of an epoch (the loss, the validation loss, the
+    weights), or None when everything is finite."""
+    checked = {"loss": logs.get("loss")}
+    if "val_loss" in logs:
+        checked["val_loss"] = logs["val_loss"]
+    for name, value in checked.items():
+        if value is None or not math.isfinite(float(value)):
+            return f"{name} is {value}"
+    for weight in model.weights:
+        if not np.isfinite(keras.ops.convert_to_numpy(weight)).all():
+            return f"weight {weight.path} holds NaN or infinite values"
+    return None
+
+
+class DivergenceWarning(keras.callbacks.Callback):
+    """Says once when an epoch's training loss is ``growth`` times the loss of the first
+    step of this call or more: the run diverges (a learning rate far too high), though the
+    loss is still finite."""
+
+    def __init__(self, echo: Callable[[str], None] = print,
+                 growth: float = DIVERGENCE_GROWTH) -> None:
+        super().__init__()
+        self.echo = echo
+        self.growth = growth
+        self.first_loss: float | None = None
+        self.warned = False
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        if self.first_loss is None and logs and "loss" in logs:
+            loss = float(logs["loss"])
+            if math.isfinite(loss) and loss > 0:
+                self.first_loss = loss
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        loss = float((logs or {}).get("loss", math.nan))
+        if self.warned or self.first_loss is None or not math.isfinite(loss):
+            return
+        if loss >= self.growth * self.first_loss:
+            self.warned = True
+            self.echo(f"warning: the training loss grew from {self.first_loss:.3g} (first step) "
+                      f"to {loss:.3g} (epoch {epoch + 1}): the run diverges; lower "
+                      f"--learning-rate (now {current_learning_rate(self.model.optimizer):.3g})")
+
+
 @dataclass
 class RunCallbacks:
     """The callbacks of a run in the order Keras calls them, and its checkpoint among them
@@ -151,10 +211,12 @@ class RunCallbacks:
 
 
 def build_run_callbacks(config: RunConfig, folder: RunFolder, state: dict | None, *,
-                        keep_previous: bool = False) -> RunCallbacks:
+                        keep_previous: bool = True,
+                        echo: Callable[[str], None] = print) -> RunCallbacks:
     """The run's own callbacks: learning-rate logging, the textbook recipe's plateau and
-    early stopping (their counters restored from ``state``), TerminateOnNaN, the CSV log,
-    TensorBoard when configured, and the checkpoint (``keep_previous``: multi-worker)."""
+    early stopping (their counters restored from ``state``), TerminateOnNaN, the
+    divergence warning (to ``echo``), the CSV log, TensorBoard when configured, and the
+    checkpoint (``keep_previous``: keep the epoch before the last one too)."""
     train_config = config.train
     state = state or {}
     resumable: dict[str, ResumableState] = {}
@@ -171,6 +233,7 @@ def build_run_callbacks(config: RunConfig, folder: RunFolder, state: dict | None
         callback.restore_state(state.get("callbacks", {}).get(name))
     callbacks: list[keras.callbacks.Callback] = [LearningRateLogger(), *resumable.values(),
                                                  keras.callbacks.TerminateOnNaN(),
+                                                 DivergenceWarning(echo),
                                                  keras.callbacks.CSVLogger(str(folder.log_path),
                                                                            append=True)]
     if train_config.tensorboard:
@@ -199,7 +262,7 @@ def _plain(value):
     return float(value)
 
 
-__all__ = ["BEST_MONITOR", "LearningRateLogger", "PLATEAU_MONITOR", "ResumableEarlyStopping",
+__all__ = ["BEST_MONITOR", "DIVERGENCE_GROWTH", "DivergenceWarning", "LearningRateLogger", "PLATEAU_MONITOR", "ResumableEarlyStopping",
            "ResumableReduceLROnPlateau", "ResumableState", "RunCallbacks", "RunCheckpoint",
            "STOP_ALREADY_DONE", "STOP_COMPLETED", "STOP_EARLY", "STOP_NAN",
-           "build_run_callbacks", "without_previous"]
+           "build_run_callbacks", "non_finite_problem", "without_previous"]

@@ -21,6 +21,7 @@ Two training recipes (``TrainConfig.recipe``):
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -194,8 +195,18 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ValueError(f"train.learning_rate must be positive, got {self.learning_rate}")
+        if self.learning_rate is not None and not 0 < self.learning_rate < math.inf:
+            raise ValueError(f"train.learning_rate must be a positive finite number, got "
+                             f"{self.learning_rate}")
+        for name in ("weight_decay", "min_learning_rate"):
+            value = getattr(self, name)
+            if not 0 <= value < math.inf:
+                raise ValueError(f"train.{name} must be a finite number >= 0, got {value}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"train.momentum must be in [0, 1), got {self.momentum}")
+        if not 0 < self.poly_power < math.inf:
+            raise ValueError(f"train.poly_power must be a positive finite number, got "
+                             f"{self.poly_power}")
         if self.mixed_precision not in (None, *MIXED_PRECISION_POLICIES):
             raise ValueError(f"train.mixed_precision must be None, float16 or bfloat16, got "
                              f"{self.mixed_precision!r}")

@@ -53,7 +53,14 @@ from pixelwise.data.spec import DatasetSpec
 from pixelwise.inference import average_probabilities, class_map_of, predict_probabilities
 from pixelwise.losses import build_loss, per_image_loss
 from pixelwise.metrics import ConfusionMatrix, scores
-from pixelwise.runs import EVALUATION_DIR, RunFolder, load_run, write_atomically, write_json_atomically
+from pixelwise.runs import (
+    EVALUATION_DIR,
+    RunFolder,
+    load_run,
+    open_run_data,
+    write_atomically,
+    write_json_atomically,
+)
 from pixelwise.visualize import (
     PredictionRow,
     confusion_figure,
@@ -348,7 +355,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test",
     evaluations.
     """
     from pixelwise import distribute
-    from pixelwise.data.pipeline import make_dataset, open_source
+    from pixelwise.data.pipeline import make_dataset
 
     for resolution in resolutions:
         if resolution not in RESOLUTIONS:
@@ -361,11 +368,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test",
     folder = RunFolder(Path(run_dir))
     with strategy.scope() if distributed else contextlib.nullcontext():
         model, spec, config = load_run(folder.root)
-    source = open_source(data or config.data.source)
-    if source.spec.class_names != spec.class_names:
-        raise ValueError(f"{data or config.data.source}: its classes "
-                         f"({', '.join(source.spec.class_names)}) are not the run's "
-                         f"({', '.join(spec.class_names)})")
+    source = open_run_data(data or config.data.source, spec)
     out_root = Path(out_dir) if out_dir is not None else folder.root / EVALUATION_DIR
     scales = MULTI_SCALES if multi_scale else (1.0,)
     replicas = strategy.num_replicas_in_sync if distributed else 1

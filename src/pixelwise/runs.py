@@ -10,6 +10,7 @@
       checkpoints/epoch-NNNN.keras  the last checkpoint: model + optimizer state
       tensorboard/                TensorBoard logs
       evaluation/, predictions/, figures/   what evaluate / predict / visualize write
+      .lock                       held by the training that writes the folder (run_lock)
 
     model, spec, config = load_run("runs/NAME")
 
@@ -19,12 +20,20 @@ run) and ``RunFolder.trim_log`` drops log rows the saved state does not cover.
 Every file here is written under a temporary name in its own folder and renamed into
 place (``os.replace``, atomic on POSIX), so a process killed at any moment leaves either
 the old file or the new one, never a torn one.
+
+One writer at a time: ``train`` holds the folder's lock (``RunFolder.lock``, see
+``pixelwise.run_lock``) from preparing the folder to its last save, so a second training
+of the same folder is refused naming the first. Evaluate, predict, visualize and export
+take no lock: they read best.keras (replaced atomically, so they see one whole model),
+write only into their own subfolders (evaluation/, predictions/, figures/, export/)
+through the same atomic writes, and can therefore run beside a training.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -35,6 +44,7 @@ from pixelwise.config import RunConfig
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.io import TEMP_PREFIX, write_atomically, write_json_atomically, write_text_atomically
 from pixelwise.models import load_model
+from pixelwise.run_lock import LOCK_FILENAME, RunLock
 
 CONFIG_FILENAME = "config.json"
 SPEC_FILENAME = "pixelwise_dataset.json"
@@ -111,6 +121,21 @@ class RunFolder:
                                     f"missing; delete {self.checkpoint_dir} to restart the run")
         return state
 
+    def lock(self, purpose: str = "pixelwise train") -> RunLock:
+        """The folder's lock, not yet acquired (``with folder.lock(): ...``). A non-empty
+        folder that is not a run is refused first (RunConflictError), so no lock file is
+        left in it."""
+        self._refuse_foreign_folder()
+        return RunLock(self.root, purpose=purpose)
+
+    def _refuse_foreign_folder(self) -> None:
+        if self.exists() or not self.root.is_dir():
+            return
+        if any(path.name != LOCK_FILENAME for path in self.root.iterdir()):
+            raise RunConflictError(
+                f"{self.root}: folder exists, is not empty and holds no {self.config_path.name}; "
+                f"it is not a pixelwise run. Choose another --out folder")
+
     def prepare(self, config: RunConfig, spec: DatasetSpec) -> dict | None:
         """Make the folder ready to train ``config`` on ``spec``; the saved state (None
         before the first epoch).
@@ -122,10 +147,7 @@ class RunFolder:
         """
         if self.exists():
             self._check_same_run(config, spec)
-        elif self.root.is_dir() and any(self.root.iterdir()):
-            raise RunConflictError(
-                f"{self.root}: folder exists, is not empty and holds no {self.config_path.name}; "
-                f"it is not a pixelwise run. Choose another --out folder")
+        self._refuse_foreign_folder()
         self.root.mkdir(parents=True, exist_ok=True)
         self.checkpoint_dir.mkdir(exist_ok=True)
         self.remove_stale_temporaries()
@@ -213,11 +235,55 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best") -> LoadedRun:
         model_path = folder.checkpoint_dir / state["checkpoint"]
     else:
         raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    model = load_model(model_path, compile=False)
+    model = load_model_file(model_path, folder)
     if model.outputs[0].shape[-1] != spec.num_classes:
         raise ValueError(f"{model_path}: the model predicts {model.outputs[0].shape[-1]} "
                          f"classes but {folder.spec_path} lists {spec.num_classes}")
     return LoadedRun(model, spec, config)
+
+
+def load_model_file(model_path: Path, folder: RunFolder) -> keras.Model:
+    """The network saved at ``model_path`` in ``folder``; ValueError saying what to do when
+    the file is damaged (torn, or not a .keras archive) or names classes safe mode refuses."""
+    if not keras_file_is_whole(model_path):
+        try:
+            last = folder.checkpoint_dir / folder.read_state()["checkpoint"]
+        except (OSError, ValueError, TypeError, KeyError):
+            last = None
+        remedy = (f"copy {last} (the last epoch's model, not necessarily the best) over it, "
+                  f"or retrain" if last is not None and last != model_path and
+                  keras_file_is_whole(last) else "retrain the run")
+        raise ValueError(f"{model_path}: damaged (not a complete .keras archive; it is written "
+                         f"atomically, so something else changed it); {remedy}")
+    try:
+        return load_model(model_path, compile=False)
+    except TypeError as error:  # Keras's safe mode, or a layer it cannot rebuild
+        reason = str(error).splitlines()[0]
+        raise ValueError(f"{model_path}: cannot be loaded: its config.json names classes that "
+                         f"are not pixelwise or Keras layers, or was edited by hand ({reason})"
+                         ) from error
+
+
+def keras_file_is_whole(path: Path) -> bool:
+    """Whether ``path`` is a readable zip archive whose every member passes its CRC check
+    (a .keras file is one)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return False
+
+
+def open_run_data(data: str | Path, spec: DatasetSpec):
+    """The dataset ``data`` (folder or records) opened for a run trained on ``spec``;
+    ValueError when its classes are not the run's (evaluate and visualize share this)."""
+    from pixelwise.data.pipeline import open_source
+
+    source = open_source(data)
+    if source.spec.class_names != spec.class_names:
+        raise ValueError(f"{data}: its classes ({', '.join(source.spec.class_names)}) are not "
+                         f"the run's ({', '.join(spec.class_names)})")
+    return source
 
 
 def trim_log(log_path: Path, epochs_done: int) -> int:
@@ -260,5 +326,6 @@ def save_model_atomically(model: keras.Model, path: str | Path, *,
 
 
 __all__ = ["BEST_MODEL_FILENAME", "CONFIG_FILENAME", "LOG_FILENAME", "LoadedRun",
-           "RunConflictError", "RunFolder", "SPEC_FILENAME", "load_run", "save_model_atomically",
+           "RunConflictError", "RunFolder", "SPEC_FILENAME", "keras_file_is_whole", "load_model_file",
+           "load_run", "open_run_data", "save_model_atomically",
            "trim_log", "write_atomically", "write_json_atomically", "write_text_atomically"]

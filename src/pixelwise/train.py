@@ -13,11 +13,23 @@ too), the learning rate, the state of ReduceLROnPlateau and EarlyStopping, and t
 score so far; log rows of later epochs (written before a kill hit) are dropped first.
 A resumed run draws its shuffle order and augmentations from ``seed + epochs done``, so
 it is reproducible for a given interruption point but does not replay the exact batches
-an uninterrupted run would have seen.
+an uninterrupted run would have seen. The checkpoint of the epoch before is kept as well,
+and a run whose last checkpoint is damaged resumes from that one.
+
+One writer per run folder: ``train`` holds the folder's lock (``pixelwise.run_lock``) from
+preparing it to its last save, and a second ``train`` of the same folder meanwhile is
+refused (``RunFolderBusyError``, naming the holder). The operating system drops the lock
+when the process ends, however it ends, so a killed run resumes.
+
+An epoch whose loss, validation loss or weights are not finite is never saved: the run
+stops with its last good epoch kept (``stop_reason`` "nan_loss"); a training loss growing
+by orders of magnitude is reported as divergence while still finite.
 
 Before anything is built, the train and val splits of a dataset folder go through
 ``pixelwise.data.check.check_dataset``, so missing or corrupt files and annotations that
-are not class maps stop the run with the files named (records were checked when prepared).
+are not class maps stop the run with the files named (records were checked when prepared),
+and a training split labelling fewer than two classes is refused. Without the check, data
+that fails to decode during training is checked then, and the files named.
 
 Under a ``tf.distribute`` strategy (``strategy=``, see ``pixelwise.distribute``) the model,
 optimizer, loss and metrics are created in its scope, each step takes ``batch_size x
@@ -65,10 +77,16 @@ from pixelwise.recipe import (
     set_batch_norm_momentum,
 )
 from pixelwise.runs import RunConflictError, RunFolder, trim_log
-from pixelwise.training_inputs import check_training_data, training_images, training_inputs
+from pixelwise.training_inputs import (
+    check_training_data,
+    input_error,
+    training_images,
+    training_inputs,
+)
 from pixelwise.training_state import (
     agree_with_other_workers,
     restore_checkpoint,
+    skip_damaged_checkpoint,
     worker_backup_dir,
 )
 
@@ -79,8 +97,9 @@ class TrainResult:
 
     ``epochs_done``: epochs saved in the run (all calls together); ``resumed_from``: epochs
     already done when this call started; ``stop_reason``: "completed", "early_stopping",
-    "nan_loss" (the loss became NaN or infinite: the last good epoch stays saved) or
-    "already_complete" (nothing left to do).
+    "nan_loss" (the loss, the validation loss or the weights became NaN or infinite: the
+    last good epoch stays saved, and ``bad_epoch`` says what) or "already_complete"
+    (nothing left to do).
     """
 
     run_dir: Path
@@ -89,6 +108,7 @@ class TrainResult:
     stop_reason: str
     best_val_mean_iou: float | None
     best_epoch: int | None
+    bad_epoch: str | None = None
 
 
 def train(config: RunConfig, run_dir: str | Path, *, progress: bool = True,
@@ -109,21 +129,33 @@ def train(config: RunConfig, run_dir: str | Path, *, progress: bool = True,
             (None: TensorFlow's default, one device). Every worker of a multi-worker
             cluster calls ``train`` with the same arguments.
 
-    Raises FileNotFoundError / ValueError for bad data (before any training), and
+    Raises FileNotFoundError / ValueError for bad data (before any training),
+    ``pixelwise.run_lock.RunFolderBusyError`` while another process writes the folder, and
     ``pixelwise.models.WeightsUnavailableError`` when ImageNet weights cannot be fetched.
     """
     strategy = strategy or tf.distribute.get_strategy()
+    # Non-chief workers save the same files (collectives need every worker) elsewhere.
+    folder = RunFolder(Path(run_dir) if distribute.is_chief(strategy)
+                       else worker_backup_dir(run_dir, strategy))
+    source = open_source(config.data.source)
+    check_training_data(config, source, echo)
+    train_size = training_images(config, source, strategy.num_replicas_in_sync)
+    with folder.lock():
+        return _train_locked(config, Path(run_dir), folder, source, train_size, strategy,
+                             progress=progress, echo=echo, callbacks=callbacks)
+
+
+def _train_locked(config: RunConfig, run_dir: Path, folder: RunFolder, source, train_size: int,
+                  strategy: tf.distribute.Strategy, *, progress: bool,
+                  echo: Callable[[str], None],
+                  callbacks: Sequence[keras.callbacks.Callback]) -> TrainResult:
+    """``train`` from preparing the folder on, with the folder's lock held."""
     chief = distribute.is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
     workers = distribute.num_workers(strategy)
-    # Non-chief workers save the same files (collectives need every worker) elsewhere.
-    folder = RunFolder(Path(run_dir) if chief else worker_backup_dir(run_dir, strategy))
-    source = open_source(config.data.source)
-    check_training_data(config, source, echo)
-    train_size = training_images(config, source, replicas)
     global_batch = distribute.global_batch_size(config.train.batch_size, replicas)
     had_run = folder.exists()
-    state = folder.prepare(config, source.spec)
+    state = skip_damaged_checkpoint(folder, folder.prepare(config, source.spec), echo)
     if workers > 1:
         state = agree_with_other_workers(strategy, folder, state, had_run, echo)
     epochs_done = int(state["epochs_done"]) if state else 0
@@ -132,7 +164,7 @@ def train(config: RunConfig, run_dir: str | Path, *, progress: bool = True,
     if state and state.get("stop_reason"):
         echo(f"{folder.root}: training already complete ({epochs_done} epochs, "
              f"{state['stop_reason']}); nothing to do")
-        return TrainResult(Path(run_dir), epochs_done, epochs_done, STOP_ALREADY_DONE,
+        return TrainResult(run_dir, epochs_done, epochs_done, STOP_ALREADY_DONE,
                            state.get("best_val_mean_iou"), state.get("best_epoch"))
     steps_per_epoch = train_size // global_batch
 
@@ -145,24 +177,32 @@ def train(config: RunConfig, run_dir: str | Path, *, progress: bool = True,
                  f"(learning rate {current_learning_rate(model.optimizer):.3g})")
         folder.trim_log(epochs_done)
         inputs = training_inputs(config, source, strategy, epochs_done)
-        run = build_run_callbacks(config, folder, state, keep_previous=workers > 1)
+        run = build_run_callbacks(config, folder, state, echo=echo)
         echo(f"training {model.name} on {train_size} images ({steps_per_epoch} steps per epoch), "
              f"epochs {epochs_done + 1}..{config.train.epochs}; run folder {folder.root}")
-        model.fit(inputs.train, validation_data=inputs.val, epochs=config.train.epochs,
-                  initial_epoch=epochs_done, callbacks=[*run.callbacks, *callbacks],
-                  shuffle=False, steps_per_epoch=inputs.fit_steps,
-                  verbose=1 if progress else 2)  # the pipeline shuffles
+        try:
+            model.fit(inputs.train, validation_data=inputs.val, epochs=config.train.epochs,
+                      initial_epoch=epochs_done, callbacks=[*run.callbacks, *callbacks],
+                      shuffle=False, steps_per_epoch=inputs.fit_steps,
+                      verbose=1 if progress else 2)  # the pipeline shuffles
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
+            raise input_error(config, source, error) from error
 
     final_state = folder.read_state() or {}
-    if run.checkpoint.saw_bad_loss:
+    epochs_saved = int(final_state.get("epochs_done", 0))
+    bad_epoch = run.checkpoint.bad_epoch
+    if bad_epoch:
         stop_reason = STOP_NAN
+        folder.trim_log(epochs_saved)  # the log keeps the saved epochs only
+        echo(f"{bad_epoch}; not saved, training stopped" + (
+            f", the last good epoch ({epochs_saved}) is kept" if epochs_saved else ""))
     else:
         stop_reason = final_state.get("stop_reason") or STOP_COMPLETED
     if not chief and final_state.get("stop_reason"):
         shutil.rmtree(folder.root, ignore_errors=True)  # the run is complete: no restart
-    return TrainResult(Path(run_dir), int(final_state.get("epochs_done", 0)), epochs_done,
-                       stop_reason, final_state.get("best_val_mean_iou"),
-                       final_state.get("best_epoch"))
+    return TrainResult(run_dir, epochs_saved, epochs_done, stop_reason,
+                       final_state.get("best_val_mean_iou"), final_state.get("best_epoch"),
+                       bad_epoch)
 
 
 def resume(run_dir: str | Path, *, progress: bool = True, echo: Callable[[str], None] = print,

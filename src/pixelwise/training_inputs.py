@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from pixelwise import distribute
 from pixelwise.config import RunConfig
-from pixelwise.data.check import check_dataset
+from pixelwise.data.check import check_class_coverage, check_dataset
 from pixelwise.data.pipeline import DataSource, FolderSource, make_dataset
 from pixelwise.data.records import RecordsSource
 
@@ -38,19 +38,51 @@ def check_training_data(config: RunConfig, source: DataSource,
     """Check the train and val splits of a dataset folder; raise with the report on problems.
 
     Records folders were validated pair by pair when prepared, and ``data.check=False``
-    skips the check: then the splits are only looked up (a missing split raises).
+    skips the check: then the splits are only looked up (a missing split raises). Either
+    way the training split must label at least two classes
+    (``pixelwise.data.check.ClassCoverageError``: binary 0/255 masks are the usual cause).
     """
-    splits = (config.data.train_split, config.data.val_split)
-    if not config.data.check or not isinstance(source, FolderSource):
-        for split in splits:
-            source.num_examples(split, config.data.split_seed)
-        return
-    for split in splits:
+    data = config.data
+    train_counts = None
+    if not data.check or not isinstance(source, FolderSource):
+        for split in (data.train_split, data.val_split):
+            source.num_examples(split, data.split_seed)
+    else:
+        for split in (data.train_split, data.val_split):
+            report = check_dataset(source.layout.root, split, data.split_seed)
+            if not report.ok:
+                raise ValueError(f"the data check found problems; fix them before training:\n"
+                                 f"{report.format(max_problems=20)}")
+            echo(f"data check: {split}: {report.num_pairs} pairs OK")
+            if split == data.train_split:
+                train_counts = report.class_pixel_counts
+    if train_counts is None:
+        train_counts = source.class_pixel_counts(data.train_split, data.split_seed)
+    check_class_coverage(train_counts, source.spec, data.train_split)
+
+
+def input_error(config: RunConfig, source: DataSource, error: tf.errors.OpError) -> Exception:
+    """What to raise for ``error``, raised by TensorFlow while ``fit`` read the data: for a
+    dataset folder, a ValueError with the data check's report naming the files (a
+    truncated JPEG fails only when decoded, so ``--no-check`` runs meet it here); else
+    ``error`` itself."""
+    if not isinstance(source, FolderSource):
+        return error
+    for split in (config.data.train_split, config.data.val_split):
         report = check_dataset(source.layout.root, split, config.data.split_seed)
         if not report.ok:
-            raise ValueError(f"the data check found problems; fix them before training:\n"
-                             f"{report.format(max_problems=20)}")
-        echo(f"data check: {split}: {report.num_pairs} pairs OK")
+            return ValueError(f"reading the data failed ({error.message.splitlines()[0]}); the "
+                              f"data check names the cause:\n{report.format(max_problems=20)}")
+    return error
+
+
+def with_known_batches(dataset: tf.data.Dataset, batches: int) -> tf.data.Dataset:
+    """``dataset`` with its number of batches stated where TensorFlow cannot tell it
+    (records): else Keras learns it only when the first epoch runs out of data, and warns
+    "Your input ran out of data" although every step ran."""
+    if dataset.cardinality() != tf.data.UNKNOWN_CARDINALITY:
+        return dataset
+    return dataset.apply(tf.data.experimental.assert_cardinality(batches))
 
 
 def training_images(config: RunConfig, source: DataSource, replicas: int) -> int:
@@ -121,6 +153,11 @@ def training_inputs(config: RunConfig, source: DataSource, strategy: tf.distribu
     val_data = make_dataset(source, data.val_split, batch_size=global_batch,
                             input_size=data.input_size, training=False, cache=data.cache,
                             split_seed=data.split_seed)
+    if not by_files:
+        train_images = source.num_examples(data.train_split, data.split_seed)
+        train_data = with_known_batches(train_data, train_images // global_batch)
+    val_images = source.num_examples(data.val_split, data.split_seed)
+    val_data = with_known_batches(val_data, -(-val_images // global_batch))
     if replicas > 1:  # every replica gets images, even from the last batch
         val_data = distribute.pad_batches(val_data, global_batch, source.spec.ignore_label)
     fit_steps = None
@@ -137,5 +174,6 @@ def training_inputs(config: RunConfig, source: DataSource, strategy: tf.distribu
     return TrainingInputs(train_data, val_data, fit_steps)
 
 
-__all__ = ["TrainingInputs", "auto_shard_policy", "check_training_data", "training_images",
-           "training_inputs", "with_shard_policy", "worker_files_source"]
+__all__ = ["TrainingInputs", "auto_shard_policy", "check_training_data", "input_error",
+           "training_images", "training_inputs", "with_known_batches", "with_shard_policy",
+           "worker_files_source"]

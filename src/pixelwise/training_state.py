@@ -5,7 +5,9 @@
 
 One machine: the run folder's checkpoints/state.json names the checkpoint to resume from
 (see ``pixelwise.runs`` and ``pixelwise.callbacks.RunCheckpoint``), and
-``restore_checkpoint`` loads its weights and optimizer state into the compiled model.
+``restore_checkpoint`` loads its weights and optimizer state into the compiled model. The
+checkpoint of the epoch before is kept too: where the last one is damaged (a torn copy,
+a disk fault) ``skip_damaged_checkpoint`` goes back to it and says so.
 
 Multi-worker runs. Only the chief (task ``chief``, else ``worker`` 0) writes the run folder:
 config, log, TensorBoard, checkpoints and ``best.keras``. The other workers do the same
@@ -25,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -32,7 +35,7 @@ import keras
 import tensorflow as tf
 
 from pixelwise.distribute import num_workers, task_of
-from pixelwise.runs import RunFolder
+from pixelwise.runs import RunFolder, keras_file_is_whole
 
 WORKER_BACKUP_ROOT_VARIABLE = "PIXELWISE_WORKER_BACKUP_DIR"
 NO_RUN = -1  # a worker's saved epochs where it holds no run (folder absent or removed)
@@ -44,7 +47,7 @@ def restore_checkpoint(model: keras.Model, checkpoint: Path, state: dict) -> Non
     model.optimizer.build(model.trainable_variables)
     try:
         model.load_weights(checkpoint)
-    except (ValueError, OSError, KeyError) as error:
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
         raise ValueError(f"{checkpoint}: cannot restore the training state from it ({error}); "
                          f"delete {checkpoint.parent} to restart the run from scratch") from error
     iterations = int(model.optimizer.iterations.numpy())
@@ -52,6 +55,30 @@ def restore_checkpoint(model: keras.Model, checkpoint: Path, state: dict) -> Non
         raise ValueError(f"{checkpoint}: holds an optimizer at step {iterations}, but "
                          f"{checkpoint.parent / 'state.json'} records step "
                          f"{state['optimizer_iterations']}; delete {checkpoint.parent} to restart")
+
+
+def skip_damaged_checkpoint(folder: RunFolder, state: dict | None,
+                            echo: Callable[[str], None] = print) -> dict | None:
+    """``state``, or the state saved the epoch before when ``state``'s checkpoint is not a
+    whole .keras archive (then state.json is rewritten and the damaged file deleted).
+    Raises ValueError, saying what to delete, when no earlier state is kept."""
+    if not state:
+        return state
+    checkpoint = folder.checkpoint_dir / state["checkpoint"]
+    if keras_file_is_whole(checkpoint):
+        return state
+    previous = state.get("previous")
+    usable = "previous" in state and (
+        previous is None or keras_file_is_whole(folder.checkpoint_dir / previous["checkpoint"]))
+    if not usable:
+        raise ValueError(f"{checkpoint}: damaged (not a complete .keras archive) and no earlier "
+                         f"checkpoint is kept; delete {folder.checkpoint_dir} to restart the run")
+    epochs = int(previous["epochs_done"]) if previous else 0
+    echo(f"{checkpoint}: damaged (not a complete .keras archive); going back to the checkpoint "
+         f"of epoch {epochs}" if previous else f"{checkpoint}: damaged (not a complete .keras "
+         f"archive); no earlier epoch was saved, so the run starts again from epoch 0")
+    folder.go_back_to(previous)
+    return previous
 
 
 def worker_backup_dir(run_dir: str | Path, strategy: tf.distribute.Strategy) -> Path:
@@ -139,4 +166,4 @@ def agree_with_other_workers(strategy: tf.distribute.Strategy, folder: RunFolder
 
 __all__ = ["NO_RUN", "WORKER_BACKUP_ROOT_VARIABLE", "agree_with_other_workers",
            "agreed_saved_epochs", "common_saved_epochs", "gather_from_workers",
-           "restore_checkpoint", "worker_backup_dir"]
+           "restore_checkpoint", "skip_damaged_checkpoint", "worker_backup_dir"]

@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 from pixelwise.data.palette import colorize
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.inference.imaging import class_map_of
-from pixelwise.runs import FIGURES_DIR, RunFolder, load_run, write_atomically
+from pixelwise.runs import FIGURES_DIR, RunFolder, load_run, open_run_data, write_atomically
 
 CURVE_PANELS = (
     ("loss", ("loss", "val_loss"), "loss"),
@@ -204,7 +204,8 @@ def visualize_run(run_dir: str | Path, *, split: str = "test", num_images: int =
     folder = RunFolder(Path(run_dir))
     model, spec, config = load_run(folder.root)
     out_dir = Path(out_dir) if out_dir is not None else folder.root / FIGURES_DIR
-    dataset = make_dataset(data or config.data.source, split, batch_size=min(num_images, 8),
+    source = open_run_data(data or config.data.source, spec)
+    dataset = make_dataset(source, split, batch_size=min(num_images, 8),
                            input_size=config.data.input_size, training=False,
                            split_seed=config.data.split_seed, with_names=True)
     rows = grid_rows(model, spec, dataset, num_images)

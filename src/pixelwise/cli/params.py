@@ -72,10 +72,27 @@ def registry_choice(what: str) -> LibraryChoice:
     return LibraryChoice(load)
 
 
+def debugging(ctx: click.Context | None = None) -> bool:
+    """Whether `pixelwise --debug` was given (errors then keep their traceback)."""
+    ctx = ctx or click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().params.get("debug"))
+
+
+def one_line(error: BaseException, limit: int = 400) -> str:
+    """The first line of ``error``'s message (TensorFlow's run to dozens), at most ``limit``
+    characters."""
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    first = str(message).strip().splitlines()[0] if str(message).strip() else str(message)
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
 @contextmanager
 def reported(*errors: type[BaseException]) -> Iterator[None]:
-    """Turn the library's errors (default: OSError, ValueError) into a clean exit 1."""
+    """Turn the library's errors (default: OSError, ValueError) into a clean exit 1 with
+    their message (with `pixelwise --debug`: raised as they are)."""
     try:
         yield
     except (errors or (OSError, ValueError)) as error:
+        if debugging():
+            raise
         raise click.ClickException(str(error)) from error

@@ -130,6 +130,8 @@ def train(ctx: click.Context, data_source: Path | None, out_dir: Path | None,
     click.echo(f"{result.run_dir}: {result.epochs_done} epoch(s) done ({result.stop_reason}); "
                f"best val mean IoU {best}")
     if result.stop_reason == STOP_NAN:
+        kept = (f"the last good epoch ({result.epochs_done}) is saved in {result.run_dir}"
+                if result.epochs_done else "no epoch was saved")
         raise click.ClickException(
-            f"the loss became NaN or infinite; the last good epoch ({result.epochs_done}) is "
-            f"saved in {result.run_dir}. Lower --learning-rate and start a new run")
+            f"{result.bad_epoch}: training stopped; {kept}. Lower --learning-rate and start "
+            f"a new run")
