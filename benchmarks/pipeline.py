@@ -479,7 +479,7 @@ def main() -> None:
                                      epoch_images=max(arguments.epoch_images, arguments.images))
         records = Path(scratch) / "records"
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from pixelwise.data.records import prepare_records
+        from pixelwise.data.records_writer import prepare_records
 
         prepare_records(folder, records, ("train",))
         measured = measure(arguments, core_counts, folder, records, Path(scratch))

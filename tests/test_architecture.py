@@ -110,7 +110,6 @@ def test_every_module_imports(module):
     importlib.import_module(module)
 
 
-@pytest.mark.xfail(strict=False, reason="issue 13: the large modules are still being split")
 def test_no_module_is_over_450_lines():
     sizes = {module: len(path.read_text().splitlines())
              for module, path in module_paths().items()}

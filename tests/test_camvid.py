@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelwise.data.camvid import (CamVidLayout, CamVidVerifyError, download_camvid,
-                                   find_camvid_layout, verify_camvid)
+from pixelwise.data.camvid import CamVidLayout, find_camvid_layout
+from pixelwise.data.camvid_download import CamVidVerifyError, download_camvid, verify_camvid
 from pixelwise.data.check import check_dataset
 from pixelwise.data.download import EXTRACTED_MARKER
-from pixelwise.data.records import prepare_records
+from pixelwise.data.records_writer import prepare_records
 from pixelwise.data.sources import describe_split, open_source
 from pixelwise.data.spec import SPEC_FILENAME, DatasetSpec
 from pixelwise.data.voc import find_voc_root

@@ -21,7 +21,8 @@ from click.testing import CliRunner
 from pixelwise import distribute, training_inputs, training_state
 from pixelwise.cli import cli
 from pixelwise.data.pipeline import open_source
-from pixelwise.data.records import prepare_records, read_manifest
+from pixelwise.data.records import read_manifest
+from pixelwise.data.records_writer import prepare_records
 from pixelwise.data.synthetic import generate_synthetic
 from pixelwise.runs import RunFolder, load_run
 

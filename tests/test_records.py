@@ -11,7 +11,8 @@ from aligned_voc import SPEC, make_aligned_voc
 from pixelwise.cli import cli
 from pixelwise.data.palette import read_label, write_label
 from pixelwise.data.pipeline import make_dataset, open_source
-from pixelwise.data.records import RecordsSource, prepare_records
+from pixelwise.data.records import RecordsSource
+from pixelwise.data.records_writer import prepare_records
 from pixelwise.data.spec import DatasetSpec
 
 SIZES = {"train": [(64, 96), (96, 64), (80, 80), (50, 120), (120, 50)],

@@ -274,7 +274,7 @@ def test_records_state_their_number_of_batches(synthetic, tmp_path, tiny_model):
     import tensorflow as tf
 
     from pixelwise.data.pipeline import open_source
-    from pixelwise.data.records import prepare_records
+    from pixelwise.data.records_writer import prepare_records
     from pixelwise.training_inputs import training_inputs
 
     prepare_records(synthetic, tmp_path / "records")

@@ -13,7 +13,8 @@ from aligned_voc import make_aligned_voc
 from pixelwise.cli import cli
 from pixelwise.data.check import ClassCoverageError, check_class_coverage, check_dataset
 from pixelwise.data.palette import read_label, write_label
-from pixelwise.data.records import RecordsSource, prepare_records, verify_shards
+from pixelwise.data.records import RecordsSource, verify_shards
+from pixelwise.data.records_writer import prepare_records
 from pixelwise.data.rgb_masks import read_rgb_mask
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.data.voc import find_voc_root, read_list

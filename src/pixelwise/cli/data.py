@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pixelwise.cli import cli
+from pixelwise.cli.root import cli
 from pixelwise.cli.params import reported
 
 
@@ -49,7 +49,7 @@ def data_download_voc2012(dest: Path, url: str | None, md5: str | None,
                                  "of downloading.")
 def data_download_camvid(dest: Path, url: str | None, from_path: Path | None) -> None:
     """Get CamVid (11 classes, SegNet tutorial release) into DEST; verifies all 701 pairs."""
-    from pixelwise.data import camvid
+    from pixelwise.data import camvid_download as camvid
 
     with reported(OSError, ValueError, RuntimeError):
         camvid_dir = camvid.download_camvid(dest, url=url or camvid.CAMVID_URL,
@@ -109,7 +109,7 @@ def data_import_rgb_masks(src: Path, dest: Path, spec_file: Path | None) -> None
 def data_prepare(root: Path, out_dir: Path, splits: tuple[str, ...], split_seed: int | None,
                  shard_size: int, workers: int) -> None:
     """Write the splits of ROOT as sharded TFRecords in OUT (a rerun keeps complete shards)."""
-    from pixelwise.data.records import prepare_records
+    from pixelwise.data.records_writer import prepare_records
     from pixelwise.data.voc import DEFAULT_SPLIT_SEED
 
     with reported():

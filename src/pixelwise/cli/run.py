@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pixelwise.cli import cli
+from pixelwise.cli.root import cli
 from pixelwise.cli.params import SIZE, library_choice, reported
 from pixelwise.demo import DEFAULT_DEMO_DIR, DEMO_EPOCHS, DEMO_NUM_IMAGES, DEMO_SIZE, run_demo
 

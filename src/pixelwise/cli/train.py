@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pixelwise.cli import cli
+from pixelwise.cli.root import cli
 from pixelwise.cli.params import SIZE, library_choice, registry_choice, reported
 from pixelwise.config import (
     CLASS_WEIGHTINGS,

@@ -10,7 +10,7 @@ before writing anything, unpacks into a temporary folder inside DEST and renames
 result into place, then leaves a marker (``.pixelwise-extracted``) that lets a second call
 return at once.
 
-CamVid's download, which has no published checksum, is ``data.camvid.download_camvid``;
+CamVid's download, which has no published checksum, is ``data.camvid_download.download_camvid``;
 both extract through ``data.archives``.
 """
 

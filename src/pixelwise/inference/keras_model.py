@@ -130,6 +130,15 @@ class KerasSegmenter(Segmenter):
                                      scales=self.scales, flip=self.flip)
 
     @classmethod
+    def opens(cls, path: Path) -> bool:
+        return (path.is_dir() and (path / "config.json").is_file()) or (
+            path.is_file() and path.suffix == ".keras")
+
+    @classmethod
+    def open(cls, path: Path, **options) -> "KerasSegmenter":
+        return cls.from_path(path, **options)
+
+    @classmethod
     def from_path(cls, path: str | Path, *, spec: DatasetSpec | None = None,
                   input_multiple: int | None = None, **options) -> "KerasSegmenter":
         """A run folder's best model, or a ``.keras`` file: its classes from

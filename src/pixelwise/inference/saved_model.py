@@ -42,6 +42,10 @@ class SavedModelSegmenter(Segmenter):
     "letterbox" to ``input_size``.
     """
 
+    @classmethod
+    def opens(cls, path: Path) -> bool:
+        return path.is_dir() and (path / "saved_model.pb").is_file()
+
     def __init__(self, path: str | Path, *, fit_mode: str = "pad",
                  input_size: Sequence[int] | None = None,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:

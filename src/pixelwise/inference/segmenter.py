@@ -211,6 +211,25 @@ class Segmenter:
 
     # ------------------------------------------------------------------ opening a model
 
+    # Each model form says which paths it opens (``opens``) and how (``open``); a form
+    # registers itself by subclassing, so this module needs none of them imported.
+    _forms: list[type["Segmenter"]] = []
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "opens" in cls.__dict__:
+            Segmenter._forms.append(cls)
+
+    @classmethod
+    def opens(cls, path: Path) -> bool:
+        """Whether ``path`` holds a model of this form."""
+        return False
+
+    @classmethod
+    def open(cls, path: Path, **options) -> "Segmenter":
+        """The segmenter of the model at ``path`` (a path ``opens`` accepts)."""
+        return cls(path, **options)
+
     @staticmethod
     def from_path(path: str | Path, **options) -> "Segmenter":
         """The segmenter of a run folder, a ``.keras`` file, a SavedModel folder (from
@@ -221,19 +240,9 @@ class Segmenter:
         ``num_threads``.
         """
         path = Path(path)
-        if path.is_dir() and (path / "saved_model.pb").is_file():
-            from pixelwise.inference.saved_model import SavedModelSegmenter
-
-            return SavedModelSegmenter(path, **options)
-        if path.is_file() and path.suffix == ".tflite":
-            from pixelwise.inference.tflite import TFLiteSegmenter
-
-            return TFLiteSegmenter(path, **options)
-        if (path.is_dir() and (path / "config.json").is_file()) or (
-                path.is_file() and path.suffix == ".keras"):
-            from pixelwise.inference.keras_model import KerasSegmenter
-
-            return KerasSegmenter.from_path(path, **options)
+        for form in Segmenter._forms:
+            if form.opens(path):
+                return form.open(path, **options)
         what = "no such file or folder" if not path.exists() else "not a model pixelwise reads"
         raise FileNotFoundError(f"{path}: {what}; give a run folder, a .keras file, a "
                                 f"SavedModel folder (pixelwise export --format saved_model) "

@@ -112,6 +112,10 @@ class TFLiteSegmenter(Segmenter):
         (375, 500)
     """
 
+    @classmethod
+    def opens(cls, path: Path) -> bool:
+        return path.is_file() and path.suffix == ".tflite"
+
     def __init__(self, model_path: str | Path, *, num_threads: int | None = None,
                  fit_mode: str = "resize", spec: DatasetSpec | None = None) -> None:
         self.model_path = Path(model_path)
