@@ -14,6 +14,7 @@ grows by orders of magnitude (a learning rate far too high) before it becomes Na
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ STOP_COMPLETED = "completed"
 STOP_EARLY = "early_stopping"
 STOP_NAN = "nan_loss"
 STOP_ALREADY_DONE = "already_complete"
+STOP_TIME_BUDGET = "time_budget"
 # Training loss this many times its first step's: warn that the run diverges.
 DIVERGENCE_GROWTH = 100.0
 
@@ -91,13 +93,24 @@ class RunCheckpoint(keras.callbacks.Callback):
     An epoch whose loss or validation loss is NaN or infinite, or that leaves a weight
     that is, is not saved: the run stops and ``bad_epoch`` says why (TerminateOnNaN
     stops it within the epoch when the training loss does).
+
+    Wall time: state.json's ``train_seconds`` adds this call's time since ``started``
+    (``time.monotonic()`` when ``train`` began) to ``seconds_before`` (the earlier parts of
+    a resumed run). With a ``time_budget`` the run stops after the epoch when one more
+    epoch as long as this one would pass it (stop reason "time_budget").
     """
 
     def __init__(self, folder: RunFolder, *, total_epochs: int,
                  resumable: dict[str, ResumableState], best_value: float | None = None,
                  best_epoch: int | None = None, monitor: str = BEST_MONITOR,
-                 keep_previous: bool = False, previous_state: dict | None = None) -> None:
+                 keep_previous: bool = False, previous_state: dict | None = None,
+                 time_budget: float | None = None, seconds_before: float = 0.0,
+                 started: float | None = None) -> None:
         super().__init__()
+        self.time_budget = time_budget
+        self.seconds_before = float(seconds_before)
+        self.started = time.monotonic() if started is None else started
+        self._epoch_started = self.started
         self.folder = folder
         self.total_epochs = total_epochs
         self.resumable = resumable
@@ -113,8 +126,16 @@ class RunCheckpoint(keras.callbacks.Callback):
         """Whether an epoch was not saved because something in it was not finite."""
         return self.bad_epoch is not None
 
+    def train_seconds(self) -> float:
+        """Wall time of the run so far, all its parts together."""
+        return self.seconds_before + (time.monotonic() - self.started)
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._epoch_started = time.monotonic()
+
     def on_epoch_end(self, epoch, logs=None) -> None:
         logs = logs or {}
+        epoch_seconds = time.monotonic() - self._epoch_started
         problem = non_finite_problem(self.model, logs)
         if problem:
             self.bad_epoch = f"epoch {epoch + 1}: {problem}"
@@ -132,6 +153,9 @@ class RunCheckpoint(keras.callbacks.Callback):
             stop_reason = STOP_EARLY
         elif epochs_done >= self.total_epochs:
             stop_reason = STOP_COMPLETED
+        elif self.time_budget and self.train_seconds() + epoch_seconds > self.time_budget:
+            self.model.stop_training = True
+            stop_reason = STOP_TIME_BUDGET
         else:
             stop_reason = None
         state = {
@@ -142,6 +166,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             "best_val_mean_iou": self.best_value,
             "best_epoch": self.best_epoch,
             "stop_reason": stop_reason,
+            "train_seconds": round(self.train_seconds(), 1),
             "callbacks": {name: callback.state() for name, callback in self.resumable.items()},
         }
         kept = {checkpoint.name}
@@ -211,12 +236,13 @@ class RunCallbacks:
 
 
 def build_run_callbacks(config: RunConfig, folder: RunFolder, state: dict | None, *,
-                        keep_previous: bool = True,
-                        echo: Callable[[str], None] = print) -> RunCallbacks:
+                        keep_previous: bool = True, echo: Callable[[str], None] = print,
+                        started: float | None = None) -> RunCallbacks:
     """The run's own callbacks: learning-rate logging, the textbook recipe's plateau and
     early stopping (their counters restored from ``state``), TerminateOnNaN, the
     divergence warning (to ``echo``), the CSV log, TensorBoard when configured, and the
-    checkpoint (``keep_previous``: keep the epoch before the last one too)."""
+    checkpoint (``keep_previous``: keep the epoch before the last one too; ``started``:
+    when this part of the run began, for its wall time and ``train.time_budget``)."""
     train_config = config.train
     state = state or {}
     resumable: dict[str, ResumableState] = {}
@@ -242,7 +268,9 @@ def build_run_callbacks(config: RunConfig, folder: RunFolder, state: dict | None
     checkpoint = RunCheckpoint(
         folder, total_epochs=train_config.epochs, resumable=resumable,
         best_value=state.get("best_val_mean_iou"), best_epoch=state.get("best_epoch"),
-        keep_previous=keep_previous, previous_state=state or None)
+        keep_previous=keep_previous, previous_state=state or None,
+        time_budget=train_config.time_budget, seconds_before=state.get("train_seconds", 0.0),
+        started=started)
     callbacks.append(checkpoint)
     return RunCallbacks(callbacks, checkpoint)
 
@@ -264,5 +292,5 @@ def _plain(value):
 
 __all__ = ["BEST_MONITOR", "DIVERGENCE_GROWTH", "DivergenceWarning", "LearningRateLogger", "PLATEAU_MONITOR", "ResumableEarlyStopping",
            "ResumableReduceLROnPlateau", "ResumableState", "RunCallbacks", "RunCheckpoint",
-           "STOP_ALREADY_DONE", "STOP_COMPLETED", "STOP_EARLY", "STOP_NAN",
+           "STOP_ALREADY_DONE", "STOP_COMPLETED", "STOP_EARLY", "STOP_NAN", "STOP_TIME_BUDGET",
            "build_run_callbacks", "non_finite_problem", "without_previous"]

@@ -9,13 +9,19 @@ Every field has a typed default; ``validate`` (called on construction) refuses i
 values with a message that names the field. ``RunConfig.differences`` lists what changed
 between two configurations, which is how a run folder tells a resume from a different run.
 
-Two training recipes (``TrainConfig.recipe``):
+Three training recipes (``TrainConfig.recipe``):
 
 - ``"textbook"`` (default): Adam, learning rate 1e-3, ReduceLROnPlateau on val_loss (x0.1
   after 3 epochs without improvement, down to 1e-8), EarlyStopping after 6.
 - ``"paper"`` (DeepLab v3): SGD with momentum 0.9, learning rate 0.007 decayed by the "poly"
   policy ``lr * (1 - step / total_steps) ** 0.9`` over the whole run; no plateau reduction
   and no early stopping.
+- ``"adamw_cosine"`` (training from scratch): AdamW, learning rate 1e-3 reached by a linear
+  warm-up over the first epoch, then a cosine decay to 0 over the rest of the run; weight
+  decay from ``weight_decay`` (decoupled); no plateau reduction and no early stopping.
+
+A run can also stop on a wall-clock budget (``TrainConfig.time_budget``): after the epoch
+when the next one would pass it, counting every part of a resumed run.
 """
 
 from __future__ import annotations
@@ -32,13 +38,13 @@ from pixelwise.io import size_pair, write_text_atomically
 CONFIG_FORMAT = "pixelwise-run-config"
 CONFIG_VERSION = 1
 
-RECIPES = ("textbook", "paper")
+RECIPES = ("textbook", "paper", "adamw_cosine")
 MIXED_PRECISION_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 CLASS_WEIGHTINGS = ("per_image", "median_frequency", "none")
 # How the learning rate follows the global batch (see pixelwise.distribute).
 LR_SCALINGS = ("linear", "sqrt", "none")
 # The recipes' defaults where a field is left None.
-RECIPE_LEARNING_RATE = {"textbook": 1e-3, "paper": 7e-3}
+RECIPE_LEARNING_RATE = {"textbook": 1e-3, "paper": 7e-3, "adamw_cosine": 1e-3}
 
 
 @dataclass(frozen=True)
@@ -142,7 +148,7 @@ class TrainConfig:
     """How to train (see the module docstring for the two recipes).
 
     Args:
-        recipe: "textbook" or "paper".
+        recipe: "textbook", "paper" or "adamw_cosine" (see the module docstring).
         epochs: passes over the training split.
         batch_size: images per step on each replica; a step takes ``batch_size x
             replicas`` images (see ``pixelwise.distribute``).
@@ -167,6 +173,8 @@ class TrainConfig:
         jit_compile: compile the training step with XLA (slow to train on CPUs, see
             DESIGN.md).
         tensorboard: write TensorBoard logs to the run's tensorboard/ folder.
+        time_budget: seconds of wall time the run may take, all its parts together (None:
+            no limit); it stops after the epoch when the next one would pass the budget.
     """
 
     recipe: str = "textbook"
@@ -188,6 +196,7 @@ class TrainConfig:
     tensorboard: bool = True
     lr_scaling: str = "linear"
     sync_batchnorm: bool = False
+    time_budget: float | None = None
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -218,6 +227,10 @@ class TrainConfig:
         if self.early_stopping_patience < 0 or self.reduce_lr_patience < 0:
             raise ValueError("train.early_stopping_patience and train.reduce_lr_patience must "
                              "be >= 0")
+        if self.time_budget is not None and not (math.isfinite(self.time_budget)
+                                                 and self.time_budget > 0):
+            raise ValueError(f"train.time_budget must be a positive number of seconds or "
+                             f"None, got {self.time_budget}")
         if self.lr_scaling not in LR_SCALINGS:
             raise ValueError(f"train.lr_scaling must be one of {', '.join(LR_SCALINGS)}, "
                              f"got {self.lr_scaling!r}")

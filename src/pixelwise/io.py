@@ -146,11 +146,42 @@ def size_pair(size: int | Sequence[int], *, what: str = "size") -> tuple[int, in
     return height, width
 
 
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str, *, what: str = "duration") -> float:
+    """``"3h"``, ``"2h30m"``, ``"90m"``, ``"45s"`` or plain seconds (``"5400"``) -> seconds.
+
+    Raises ValueError naming ``what`` and the text for anything else or a duration <= 0.
+    """
+    rest = str(text).strip().lower()
+    seconds = 0.0
+    try:
+        if rest and rest.replace(".", "", 1).isdigit():
+            seconds = float(rest)
+        else:
+            if not rest:
+                raise ValueError
+            while rest:
+                number = ""
+                while rest and (rest[0].isdigit() or rest[0] == "."):
+                    number, rest = number + rest[0], rest[1:]
+                if not number or not rest or rest[0] not in _DURATION_UNITS:
+                    raise ValueError
+                seconds += float(number) * _DURATION_UNITS[rest[0]]
+                rest = rest[1:]
+    except ValueError:
+        raise ValueError(f"{what} {text!r}: expected e.g. 3h, 2h30m, 90m or seconds") from None
+    if not seconds > 0:
+        raise ValueError(f"{what} {text!r}: must be more than 0")
+    return seconds
+
+
 def round_up(value: int, multiple: int) -> int:
     """The smallest multiple of ``multiple`` that is >= ``value``."""
     return -(-int(value) // int(multiple)) * int(multiple)
 
 
-__all__ = ["TEMP_PREFIX", "fsync_folder", "parse_size", "read_json", "round_up", "size_pair",
+__all__ = ["TEMP_PREFIX", "fsync_folder", "parse_duration", "parse_size", "read_json", "round_up", "size_pair",
            "temporary_path", "write_atomically", "write_bytes_atomically", "write_json_atomically",
            "write_text_atomically"]

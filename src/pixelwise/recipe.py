@@ -3,7 +3,8 @@
     model = build_compiled_model(config, source, steps_per_epoch=40, replicas=2)
 
 ``TrainConfig.recipe`` picks the optimizer (see ``pixelwise.config``): Adam for
-"textbook", SGD with momentum and the poly decay for "paper". Everything here is built
+"textbook", SGD with momentum and the poly decay for "paper", AdamW with a one-epoch
+warm-up and a cosine decay for "adamw_cosine". Everything here is built
 under the caller's dtype policy and distribution strategy scope.
 """
 
@@ -44,22 +45,40 @@ def build_network(config: RunConfig, num_classes: int) -> keras.Model:
     return model
 
 
-def build_optimizer(config: RunConfig, steps_per_epoch: int,
-                    replicas: int = 1) -> keras.optimizers.Optimizer:
-    """Adam (textbook) or SGD with momentum and poly decay over the run (paper); the
-    learning rate scaled for ``replicas`` replicas by ``train.lr_scaling``."""
+def learning_rate_schedule(config: RunConfig, steps_per_epoch: int, replicas: int = 1):
+    """The recipe's learning rate: a constant (textbook), the poly decay over the run
+    (paper) or a one-epoch linear warm-up then a cosine decay to 0 (adamw_cosine); its
+    initial value scaled for ``replicas`` replicas by ``train.lr_scaling``."""
     train_config = config.train
-    weight_decay = train_config.weight_decay or None
     learning_rate = distribute.scaled_learning_rate(train_config.initial_learning_rate,
                                                     replicas, train_config.lr_scaling)
+    total_steps = max(1, train_config.epochs * steps_per_epoch)
     if train_config.recipe == "paper":
-        schedule = keras.optimizers.schedules.PolynomialDecay(
-            initial_learning_rate=learning_rate,
-            decay_steps=max(1, train_config.epochs * steps_per_epoch),
+        return keras.optimizers.schedules.PolynomialDecay(
+            initial_learning_rate=learning_rate, decay_steps=total_steps,
             end_learning_rate=0.0, power=train_config.poly_power)
+    if train_config.recipe == "adamw_cosine":
+        warmup_steps = min(steps_per_epoch, total_steps // 2)
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0, decay_steps=max(1, total_steps - warmup_steps), alpha=0.0,
+            warmup_target=learning_rate, warmup_steps=warmup_steps)
+    return learning_rate
+
+
+def build_optimizer(config: RunConfig, steps_per_epoch: int,
+                    replicas: int = 1) -> keras.optimizers.Optimizer:
+    """Adam (textbook), SGD with momentum (paper) or AdamW (adamw_cosine), following
+    :func:`learning_rate_schedule`; weight decay from ``train.weight_decay``."""
+    train_config = config.train
+    schedule = learning_rate_schedule(config, steps_per_epoch, replicas)
+    if train_config.recipe == "paper":
         return keras.optimizers.SGD(learning_rate=schedule, momentum=train_config.momentum,
-                                    weight_decay=weight_decay)
-    return keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=weight_decay)
+                                    weight_decay=train_config.weight_decay or None)
+    if train_config.recipe == "adamw_cosine":
+        return keras.optimizers.AdamW(learning_rate=schedule,
+                                      weight_decay=train_config.weight_decay)
+    return keras.optimizers.Adam(learning_rate=schedule,
+                                 weight_decay=train_config.weight_decay or None)
 
 
 def build_training_loss(config: RunConfig, source: DataSource, spec: DatasetSpec):
@@ -99,4 +118,5 @@ def build_compiled_model(config: RunConfig, source: DataSource, steps_per_epoch:
 
 
 __all__ = ["build_compiled_model", "build_network", "build_optimizer", "build_training_loss",
+           "learning_rate_schedule",
            "current_learning_rate", "segmentation_metrics", "set_batch_norm_momentum"]

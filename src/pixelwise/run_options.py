@@ -45,6 +45,7 @@ def run_config_from_options(
     augment: str = DataConfig.augment,
     train_split: str = DataConfig.train_split,
     val_split: str = DataConfig.val_split,
+    test_split: str = DataConfig.test_split,
     split_seed: int = DataConfig.split_seed,
     seed: int = TrainConfig.seed,
     mixed_precision: str | None = TrainConfig.mixed_precision,
@@ -54,6 +55,7 @@ def run_config_from_options(
     check: bool = DataConfig.check,
     lr_scaling: str = TrainConfig.lr_scaling,
     sync_batchnorm: bool = TrainConfig.sync_batchnorm,
+    time_budget: float | None = TrainConfig.time_budget,
 ) -> RunConfig:
     """The :class:`~pixelwise.config.RunConfig` the flags of `pixelwise train` describe.
 
@@ -76,7 +78,7 @@ def run_config_from_options(
     return RunConfig(
         data=DataConfig(
             source=str(Path(data).resolve()), train_split=train_split, val_split=val_split,
-            split_seed=split_seed, input_size=size_pair(input_size, what="input size"),
+            test_split=test_split, split_seed=split_seed, input_size=size_pair(input_size, what="input size"),
             augment=augment, cache="memory" if cache else None, check=check),
         model=ModelConfig(
             name=model, backbone=backbone,
@@ -90,7 +92,7 @@ def run_config_from_options(
             weight_decay=weight_decay, loss=loss, class_weighting=class_weighting, seed=seed,
             mixed_precision=None if mixed_precision == NO_MIXED_PRECISION else mixed_precision,
             jit_compile=jit_compile, tensorboard=tensorboard, lr_scaling=lr_scaling,
-            sync_batchnorm=sync_batchnorm))
+            sync_batchnorm=sync_batchnorm, time_budget=time_budget))
 
 
 __all__ = ["MULTI_GRID", "run_config_from_options"]

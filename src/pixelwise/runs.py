@@ -34,6 +34,7 @@ from __future__ import annotations
 import csv
 import json
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -171,6 +172,41 @@ class RunFolder:
                     f"{self.spec_path}: the run was trained on classes "
                     f"{', '.join(saved_spec.class_names)}, but {config.data.source} now "
                     f"describes {', '.join(spec.class_names)}; start a new run with another --out")
+
+    def extend(self, *, epochs: int | None = None, time_budget: float | None = None,
+               echo: Callable[[str], None] = print) -> RunConfig:
+        """Let the run here go on: ``epochs`` (at least the epochs done) and/or a new
+        ``time_budget`` (seconds, all parts together) replace the saved ones in config.json,
+        and a run that had stopped (completed, early stopping, time budget) is reopened.
+        Returns the new configuration; hold the folder's lock while calling it."""
+        if not self.exists():
+            raise FileNotFoundError(f"{self.config_path}: not found; {self.root} is not a run "
+                                    f"folder written by `pixelwise train`")
+        config = RunConfig.load(self.config_path)
+        state = self.read_state() or {}
+        done = int(state.get("epochs_done", 0))
+        changes: dict = {}
+        if epochs is not None:
+            if epochs < max(done, 1):
+                raise ValueError(f"{self.root}: {done} epoch(s) are done already; --epochs "
+                                 f"must be at least {max(done, 1)} to extend the run")
+            changes["epochs"] = int(epochs)
+        if time_budget is not None:
+            changes["time_budget"] = float(time_budget)
+        extended = config.with_changes(train=changes)
+        if extended != config:
+            extended.save(self.config_path)
+        if state.get("stop_reason") and done < extended.train.epochs and (
+                extended != config):
+            reopened = dict(state, stop_reason=None)
+            if "early_stopping" in state.get("callbacks", {}):  # count patience afresh
+                reopened["callbacks"] = dict(state["callbacks"], early_stopping=dict(
+                    state["callbacks"]["early_stopping"], wait=0, stopped_epoch=0))
+            write_json_atomically(self.state_path, reopened)
+            echo(f"{self.root}: extended to {extended.train.epochs} epochs"
+                 + (f" within {extended.train.time_budget:.0f} s" if extended.train.time_budget
+                    else "") + f" (was {state['stop_reason']} after epoch {done})")
+        return extended
 
     def trim_log(self, epochs_done: int) -> int:
         """Keep the log rows of the ``epochs_done`` saved epochs (see ``trim_log``)."""

@@ -48,6 +48,7 @@ the run and put back when ``train`` returns (``pixelwise.global_state``).
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,7 @@ from pixelwise.callbacks import (
     STOP_COMPLETED,
     STOP_EARLY,
     STOP_NAN,
+    STOP_TIME_BUDGET,
     LearningRateLogger,
     RunCheckpoint,
     build_run_callbacks,
@@ -109,6 +111,7 @@ class TrainResult:
     best_val_mean_iou: float | None
     best_epoch: int | None
     bad_epoch: str | None = None
+    train_seconds: float | None = None  # wall time of the run, all its parts together
 
 
 def train(config: RunConfig, run_dir: str | Path, *, progress: bool = True,
@@ -133,7 +136,11 @@ def train(config: RunConfig, run_dir: str | Path, *, progress: bool = True,
     ``pixelwise.run_lock.RunFolderBusyError`` while another process writes the folder, and
     ``pixelwise.models.WeightsUnavailableError`` when ImageNet weights cannot be fetched.
     """
+    started = time.monotonic()
     strategy = strategy or tf.distribute.get_strategy()
+    if config.train.time_budget is not None and distribute.num_workers(strategy) > 1:
+        raise ValueError("train.time_budget applies to runs on one machine: each worker "
+                         "would stop after its own count; leave --time-budget out")
     # Non-chief workers save the same files (collectives need every worker) elsewhere.
     folder = RunFolder(Path(run_dir) if distribute.is_chief(strategy)
                        else worker_backup_dir(run_dir, strategy))
@@ -142,13 +149,14 @@ def train(config: RunConfig, run_dir: str | Path, *, progress: bool = True,
     train_size = training_images(config, source, strategy.num_replicas_in_sync)
     with folder.lock():
         return _train_locked(config, Path(run_dir), folder, source, train_size, strategy,
-                             progress=progress, echo=echo, callbacks=callbacks)
+                             progress=progress, echo=echo, callbacks=callbacks,
+                             started=started)
 
 
 def _train_locked(config: RunConfig, run_dir: Path, folder: RunFolder, source, train_size: int,
                   strategy: tf.distribute.Strategy, *, progress: bool,
                   echo: Callable[[str], None],
-                  callbacks: Sequence[keras.callbacks.Callback]) -> TrainResult:
+                  callbacks: Sequence[keras.callbacks.Callback], started: float) -> TrainResult:
     """``train`` from preparing the folder on, with the folder's lock held."""
     chief = distribute.is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
@@ -165,7 +173,8 @@ def _train_locked(config: RunConfig, run_dir: Path, folder: RunFolder, source, t
         echo(f"{folder.root}: training already complete ({epochs_done} epochs, "
              f"{state['stop_reason']}); nothing to do")
         return TrainResult(run_dir, epochs_done, epochs_done, STOP_ALREADY_DONE,
-                           state.get("best_val_mean_iou"), state.get("best_epoch"))
+                           state.get("best_val_mean_iou"), state.get("best_epoch"),
+                           train_seconds=state.get("train_seconds"))
     steps_per_epoch = train_size // global_batch
 
     with seeded(config.train.seed), precision_policy(config.train.precision_policy), \
@@ -177,7 +186,7 @@ def _train_locked(config: RunConfig, run_dir: Path, folder: RunFolder, source, t
                  f"(learning rate {current_learning_rate(model.optimizer):.3g})")
         folder.trim_log(epochs_done)
         inputs = training_inputs(config, source, strategy, epochs_done)
-        run = build_run_callbacks(config, folder, state, echo=echo)
+        run = build_run_callbacks(config, folder, state, echo=echo, started=started)
         echo(f"training {model.name} on {train_size} images ({steps_per_epoch} steps per epoch), "
              f"epochs {epochs_done + 1}..{config.train.epochs}; run folder {folder.root}")
         try:
@@ -202,15 +211,27 @@ def _train_locked(config: RunConfig, run_dir: Path, folder: RunFolder, source, t
         shutil.rmtree(folder.root, ignore_errors=True)  # the run is complete: no restart
     return TrainResult(run_dir, epochs_saved, epochs_done, stop_reason,
                        final_state.get("best_val_mean_iou"), final_state.get("best_epoch"),
-                       bad_epoch)
+                       bad_epoch, final_state.get("train_seconds"))
 
 
-def resume(run_dir: str | Path, *, progress: bool = True, echo: Callable[[str], None] = print,
+def resume(run_dir: str | Path, *, epochs: int | None = None, time_budget: float | None = None,
+           progress: bool = True, echo: Callable[[str], None] = print,
            callbacks: Sequence[keras.callbacks.Callback] = (),
            strategy: tf.distribute.Strategy | None = None) -> TrainResult:
     """Continue the run in ``run_dir`` with the configuration saved there (a non-chief
-    worker reads it from its own backup folder when it has one)."""
+    worker reads it from its own backup folder when it has one).
+
+    ``epochs`` / ``time_budget``: extend the run (see ``RunFolder.extend``): a finished run
+    goes on to ``epochs`` epochs or within the new budget. A schedule over the run (poly,
+    cosine) is then computed over the new number of epochs, from the step reached.
+    """
     folder = RunFolder(Path(run_dir))
+    if epochs is not None or time_budget is not None:
+        if strategy is not None and distribute.num_workers(strategy) > 1:
+            raise ValueError("extending a multi-worker run: change config.json on every "
+                             "worker by hand instead")
+        with folder.lock():
+            folder.extend(epochs=epochs, time_budget=time_budget, echo=echo)
     if strategy is not None and not distribute.is_chief(strategy):
         backup = RunFolder(worker_backup_dir(run_dir, strategy))
         if backup.exists():
@@ -225,6 +246,6 @@ def resume(run_dir: str | Path, *, progress: bool = True, echo: Callable[[str], 
 
 # Names that lived here before the training modules were split, still importable here.
 __all__ = ["LearningRateLogger", "RunCheckpoint", "RunConflictError", "STOP_ALREADY_DONE",
-           "STOP_COMPLETED", "STOP_EARLY", "STOP_NAN", "TrainResult", "build_network",
+           "STOP_COMPLETED", "STOP_EARLY", "STOP_NAN", "STOP_TIME_BUDGET", "TrainResult", "build_network",
            "build_optimizer", "check_training_data", "current_learning_rate",
            "precision_policy", "resume", "set_batch_norm_momentum", "train", "trim_log"]

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import click
 
-from pixelwise.io import parse_size
+from pixelwise.io import parse_duration, parse_size
 
 
 class SizeType(click.ParamType):
@@ -26,6 +26,23 @@ class SizeType(click.ParamType):
 
 
 SIZE = SizeType()
+
+
+class DurationType(click.ParamType):
+    """``3h``, ``2h30m``, ``90m`` or seconds -> seconds, through :func:`pixelwise.io.parse_duration`."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return parse_duration(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+DURATION = DurationType()
 
 
 class LibraryChoice(click.Choice):

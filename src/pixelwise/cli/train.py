@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from pixelwise.cli.root import cli
-from pixelwise.cli.params import SIZE, library_choice, registry_choice, reported
+from pixelwise.cli.params import DURATION, SIZE, library_choice, registry_choice, reported
 from pixelwise.config import (
     CLASS_WEIGHTINGS,
     LR_SCALINGS,
@@ -59,7 +59,8 @@ from pixelwise.run_options import NO_MIXED_PRECISION
 @click.option("--recipe", default=TrainConfig.recipe, show_default=True,
               type=click.Choice(RECIPES),
               help="textbook: Adam, plateau LR reduction, early stopping; paper: SGD momentum "
-                   "0.9 with poly decay.")
+                   "0.9 with poly decay; adamw_cosine: AdamW, one-epoch warm-up, cosine "
+                   "decay (from scratch).")
 @click.option("--learning-rate", default=None, type=float,
               help="Initial learning rate for one replica's batch (default: 1e-3 textbook, "
                    "0.007 paper); see --lr-scaling.")
@@ -72,6 +73,8 @@ from pixelwise.run_options import NO_MIXED_PRECISION
               type=library_choice("pixelwise.data.pipeline", "AUGMENTS"))
 @click.option("--train-split", default=DataConfig.train_split, show_default=True)
 @click.option("--val-split", default=DataConfig.val_split, show_default=True)
+@click.option("--test-split", default=DataConfig.test_split, show_default=True,
+              help="The split evaluate and export's check use by default.")
 @click.option("--split-seed", default=DataConfig.split_seed, show_default=True,
               help="Seed of the val/test halves.")
 @click.option("--seed", default=TrainConfig.seed, show_default=True,
@@ -95,6 +98,10 @@ from pixelwise.run_options import NO_MIXED_PRECISION
               type=library_choice("pixelwise.distribute", "STRATEGY_NAMES"),
               help="tf.distribute strategy: auto (multiworker under a TF_CONFIG cluster, "
                    "mirrored with several GPUs, else one device), one, mirrored, multiworker.")
+@click.option("--time-budget", default=None, type=DURATION,
+              help="Stop after the epoch when the next would pass this wall time, all parts "
+                   "of a resumed run together: 3h, 2h30m, 90m or seconds. With --resume: "
+                   "extend a run.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of a progress bar.")
 @click.pass_context
 def train(ctx: click.Context, data_source: Path | None, out_dir: Path | None,
@@ -112,13 +119,19 @@ def train(ctx: click.Context, data_source: Path | None, out_dir: Path | None,
         strategy = make_strategy(strategy_name)
         if resume_dir is not None:
             flags = {param.name: param.opts[0] for param in ctx.command.params}
+            extending = ("epochs", "time_budget")
             given = [flags[name] for name in ("data_source", "out_dir", *settings)
-                     if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+                     if name not in extending
+                     and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
             if given:
                 raise click.UsageError(f"--resume takes every setting from "
-                                       f"{resume_dir / 'config.json'}; leave out "
+                                       f"{resume_dir / 'config.json'} (but --epochs and "
+                                       f"--time-budget, which extend the run); leave out "
                                        f"{', '.join(given)}")
-            result = resume(resume_dir, progress=not quiet, echo=click.echo, strategy=strategy)
+            extend = {name: settings[name] for name in extending
+                      if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+            result = resume(resume_dir, **extend, progress=not quiet, echo=click.echo,
+                            strategy=strategy)
         else:
             if data_source is None or out_dir is None:
                 raise click.UsageError("give --data and --out (or --resume RUN)")
@@ -127,8 +140,10 @@ def train(ctx: click.Context, data_source: Path | None, out_dir: Path | None,
                                strategy=strategy)
     best = ("n/a" if result.best_val_mean_iou is None
             else f"{100 * result.best_val_mean_iou:.2f}% (epoch {result.best_epoch + 1})")
+    took = ("" if result.train_seconds is None
+            else f"; {result.train_seconds / 60:.1f} min of training, all parts")
     click.echo(f"{result.run_dir}: {result.epochs_done} epoch(s) done ({result.stop_reason}); "
-               f"best val mean IoU {best}")
+               f"best val mean IoU {best}{took}")
     if result.stop_reason == STOP_NAN:
         kept = (f"the last good epoch ({result.epochs_done}) is saved in {result.run_dir}"
                 if result.epochs_done else "no epoch was saved")

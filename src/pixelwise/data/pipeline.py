@@ -28,9 +28,11 @@ Evaluation (``training=False``): ``eval_resolution="resized"`` (the default) res
 to a multiple of ``output_stride`` with the mean colour and pads its label with the ignore
 label, so metrics over the whole label follow the VOC protocol.
 
-Randomness is stateless and seeded: ``seed`` fixes the shuffle order and every crop, flip
-and jitter, so two datasets built with the same arguments give identical batches; each new
-iteration (each Keras epoch) draws a new order and new augmentations, also seed-determined.
+Randomness is seeded: ``seed``, with TensorFlow's global seed as tf.data's own seeds
+always combine them (``tf.random.set_seed``; ``train`` sets it to the run's seed), fixes
+the shuffle order and every crop, flip and jitter, so two datasets built with the same
+arguments under the same global seed give identical batches; each new iteration (each
+Keras epoch) draws a new order and new augmentations, also seed-determined.
 
 ``DataSource``, ``FolderSource``, ``open_source`` (data.sources), ``decode_image``,
 ``decode_label``, ``decode_example`` (data.decoding), ``MEAN_RGB``, ``AUGMENTS`` and
@@ -94,7 +96,8 @@ def make_dataset(source: str | Path | DataSource, split: str, *, batch_size: int
         input_size: training (and resized evaluation) size: an int (square) or (height, width).
         training: shuffle and augment (see ``augment``); otherwise list order (records:
             shards read round-robin), no augmentation.
-        seed: fixes the shuffle order and every random augmentation.
+        seed: fixes the shuffle order and every random augmentation (with TensorFlow's
+            global seed, see the module docstring).
         augment: "textbook", "deeplab" or "none" (training only).
         eval_resolution: "resized" to ``input_size`` or "original" (evaluation only): each
             image padded at the bottom/right to a multiple of ``output_stride``, its label
