@@ -65,8 +65,9 @@ def build_or_load(arguments: argparse.Namespace):
     keras.utils.set_random_seed(0)
     model = build_model(arguments.model, num_classes=spec.num_classes,
                         backbone=arguments.backbone, width_multiplier=arguments.width_multiplier)
-    stride = 32 if arguments.model == "unet" else 16
-    return model, spec, _size(arguments.size or "256"), stride, None
+    from pixelwise.models.registry import input_multiple
+
+    return model, spec, _size(arguments.size or "256"), input_multiple(arguments.model), None
 
 
 def keras_latency(model, size, arguments) -> dict[str, float]:

@@ -67,10 +67,10 @@ def render_sequence(folder: Path, sequence: str | None, destination: Path,
 def worker(arguments: argparse.Namespace) -> None:
     """One configuration in this process: prints run_video's summary as JSON."""
     from pixelwise.predict import open_model
-    from pixelwise.video import open_source, run_video
+    from pixelwise.video import open_video, run_video
 
     segmenter = open_model(arguments.model, num_threads=arguments.threads)
-    with tempfile.TemporaryDirectory() as out, open_source(arguments.video) as source:
+    with tempfile.TemporaryDirectory() as out, open_video(arguments.video) as source:
         result = run_video(segmenter, source, out, "bench", smooth=arguments.smooth,
                            max_frames=arguments.max_frames, prefetch=arguments.prefetch,
                            progress=False, echo=lambda line: print(line, file=sys.stderr))
@@ -130,7 +130,7 @@ def main() -> None:
         arguments.threads = int(arguments.threads)
         return worker(arguments)
     from pixelwise.benchmark import update_results_section
-    from pixelwise.video import open_source
+    from pixelwise.video import open_video
 
     threads = [int(count) for count in arguments.threads.split(",")]
     with tempfile.TemporaryDirectory() as scratch:
@@ -139,7 +139,7 @@ def main() -> None:
             video, sequence = render_sequence(arguments.camvid, arguments.sequence,
                                               Path(scratch) / "camvid.mkv", arguments.max_frames)
             name = f"CamVid test sequence {sequence}"
-        with open_source(video) as source:
+        with open_video(video) as source:
             info = source.info
         runs = [run_configuration(arguments, video, threads=count, prefetch=True, smooth=None)
                 for count in threads]

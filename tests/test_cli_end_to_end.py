@@ -135,3 +135,18 @@ def test_cli_names_bad_data_before_training(tmp_path, tiny_train_flags):
     assert result.exit_code == 1
     assert f"{name}.png: label value(s) 77" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_visualize_spreads_its_rows_over_the_split(trained_run):
+    """A video's neighbouring frames are near duplicates: the grid shows the split's first
+    and last image and ones evenly between, not its first few."""
+    from pixelwise.visualize import spread_indices
+
+    assert spread_indices(233, 4).tolist() == [0, 77, 155, 232]
+    assert spread_indices(3, 8).tolist() == [0, 1, 2]
+    assert spread_indices(0, 8).tolist() == []
+    _, run_dir, _ = trained_run
+    result = CliRunner().invoke(cli, ["visualize", str(run_dir), "--split", "val", "-n", "2",
+                                      "--out", str(run_dir / "spread")])
+    assert result.exit_code == 0, result.output
+    assert "showing 2 image(s) spread over val:" in result.output

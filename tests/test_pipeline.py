@@ -186,7 +186,7 @@ def test_resized_evaluation_is_the_plain_resize_in_list_order(voc_root):
 def test_original_resolution_evaluation_pads_to_the_stride(voc_root):
     with pytest.warns(UserWarning, match="several sizes.*batches of 1"):
         dataset = make_dataset(voc_root, "val-full", batch_size=2, input_size=64,
-                               training=False, eval_resolution="original", output_stride=16,
+                               training=False, eval_resolution="original", input_multiple=16,
                                with_names=True)
     results = batches(dataset)
     assert len(results) == len(VAL_SIZES)
@@ -209,7 +209,7 @@ def test_original_resolution_batches_when_all_sizes_pad_alike(voc_root):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         dataset = make_dataset(voc_root, "same", batch_size=2, input_size=64, training=False,
-                               eval_resolution="original", output_stride=8,
+                               eval_resolution="original", input_multiple=8,
                                drop_remainder=True)
     assert dataset.element_spec[0].shape.as_list() == [2, 64, 96, 3]
     (images, labels), = batches(dataset)

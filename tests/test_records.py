@@ -189,7 +189,7 @@ def test_prepare_command_on_the_real_samples(voc_samples, tmp_path):
     assert records.class_pixel_counts("samples").tolist()[:2] == [
         129545 + 143868 + 63851 + 43952, 4734 + 30937]
     decoded = by_name(make_dataset(tmp_path, "samples", batch_size=1, input_size=64,
-                                   training=False, eval_resolution="original", output_stride=1,
+                                   training=False, eval_resolution="original", input_multiple=1,
                                    with_names=True))
     for name, (image, label_map) in decoded.items():
         assert np.array_equal(label_map, read_label(voc_samples / "SegmentationClass" /

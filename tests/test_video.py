@@ -21,7 +21,7 @@ from pixelwise.video import (
     VideoInfo,
     annotated_overlay,
     legend_entries,
-    open_source,
+    open_video,
     opencv,
     overlay,
     prefetched,
@@ -44,7 +44,7 @@ def write_video(path, frames, fourcc="FFV1", rate=RATE):
 
 
 def read_frames(path):
-    with open_source(path) as source:
+    with open_video(path) as source:
         return list(source), source.info
 
 
@@ -101,7 +101,7 @@ def test_predict_a_video_writes_an_overlay_like_it_and_class_maps_of_each_frame(
 
 def test_png_class_maps_and_drivable_space_of_a_video(clip, segmenter, tmp_path):
     classes = (1, 2)
-    result = run_video(segmenter, open_source(clip), tmp_path, "clip", class_maps="png",
+    result = run_video(segmenter, open_video(clip), tmp_path, "clip", class_maps="png",
                        drivable=classes, safety=0.6, progress=False, echo=lambda line: None)
     frames, _ = read_frames(clip)
     assert [path.name for path in result.map_paths] == ["clip_classes", "clip_drivable"]
@@ -186,7 +186,7 @@ def test_legend_names_the_classes_present_largest_first():
 
 def test_stream_results_carry_class_maps_probabilities_and_timings(clip, segmenter):
     frames, _ = read_frames(clip)
-    results = list(segment_frames(segmenter, open_source(clip), probabilities=True,
+    results = list(segment_frames(segmenter, open_video(clip), probabilities=True,
                                   drivable=(0,), safety=0.5))
     assert [result.index for result in results] == list(range(FRAMES))
     for result, frame in zip(results, frames):

@@ -59,6 +59,9 @@ class DataConfig:
         input_size: (height, width) the images are resized or cropped to in training and
             in the resized evaluation protocol.
         augment: training augmentation: "textbook", "deeplab" or "none".
+        val_resolution: how validation images are scored during training: "resized" to
+            ``input_size`` (default) or at their "original" size (padded to the stride),
+            for training crops smaller than the images, e.g. CamVid's 360 x 480 frames.
         cache: None, or "memory" to keep decoded examples after the first epoch.
         check: run the data check on the train and val splits before training.
     """
@@ -70,6 +73,7 @@ class DataConfig:
     split_seed: int = DEFAULT_SPLIT_SEED
     input_size: tuple[int, int] = (384, 384)
     augment: str = "textbook"
+    val_resolution: str = "resized"
     cache: str | None = None
     check: bool = True
 
@@ -77,6 +81,9 @@ class DataConfig:
         object.__setattr__(self, "input_size", size_pair(self.input_size, what="data.input_size"))
         if self.augment not in ("textbook", "deeplab", "none"):
             raise ValueError(f"data.augment must be textbook, deeplab or none, got {self.augment!r}")
+        if self.val_resolution not in ("resized", "original"):
+            raise ValueError(f"data.val_resolution must be resized or original, got "
+                             f"{self.val_resolution!r}")
         if self.cache not in (None, "memory"):
             raise ValueError(f"data.cache must be None or 'memory', got {self.cache!r}")
 

@@ -326,7 +326,7 @@ def _csv_number(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
 
 
-def evaluate_run(run_dir: str | Path, *, split: str = "test",
+def evaluate_run(run_dir: str | Path, *, split: str | None = None,
                  resolutions: Sequence[str] = ("resized",), multi_scale: bool = False,
                  flip: bool = False, hardest: int = 8, data: str | Path | None = None,
                  batch_size: int | None = None, out_dir: str | Path | None = None,
@@ -336,7 +336,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test",
 
     Args:
         run_dir: a run folder written by ``pixelwise train``.
-        split: the split to evaluate (test by default; the run's data source).
+        split: the split to evaluate (default: the run's test split, of its data source).
         resolutions: "resized" and/or "original" (see the module docstring).
         multi_scale: average over the scales ``MULTI_SCALES``.
         flip: average over horizontal flips too.
@@ -375,13 +375,17 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test",
     batch_size = distribute.global_batch_size(batch_size or config.train.batch_size, replicas)
     if distributed:
         echo(distribute.describe(strategy) + f"; global batch {batch_size}")
+    from pixelwise.data.sources import describe_split
+
+    split = split or config.data.test_split
+    echo(f"evaluating on {describe_split(source, split, config.data.split_seed)}")
     num_examples = source.num_examples(split, config.data.split_seed)
     evaluations = []
     for resolution in resolutions:
         batches = make_dataset(source, split, batch_size=batch_size,
                                input_size=config.data.input_size, training=False,
                                eval_resolution=resolution,
-                               output_stride=config.model.input_multiple,
+                               input_multiple=config.model.input_multiple,
                                split_seed=config.data.split_seed, with_names=True)
         evaluation = evaluate_model(
             model, spec, batches, split=split, resolution=resolution,

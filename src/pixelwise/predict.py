@@ -272,7 +272,7 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path] = (),
     """
     from pixelwise.drivable import check_safety, drivable_classes
     from pixelwise.smoothing import check_alpha
-    from pixelwise.video import camera_name, is_video, open_camera, open_source, open_window
+    from pixelwise.video import camera_name, is_video, open_camera, open_video, open_window
     from pixelwise.video import output_paths, run_video
 
     if not inputs and camera is None:
@@ -308,7 +308,7 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path] = (),
     options = dict(class_maps=class_maps, drivable=classes, safety=safety, smooth=smooth,
                    max_frames=max_frames, progress=progress, echo=echo)
     for path in videos:
-        with open_source(path) as source:
+        with open_video(path) as source:
             written += run_video(segmenter, source, out_dir, stems[path], **options).paths
     if camera is not None:
         with open_camera(camera) as source:

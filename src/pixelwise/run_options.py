@@ -43,6 +43,7 @@ def run_config_from_options(
     loss: str = TrainConfig.loss,
     class_weighting: str = TrainConfig.class_weighting,
     augment: str = DataConfig.augment,
+    val_resolution: str = DataConfig.val_resolution,
     train_split: str = DataConfig.train_split,
     val_split: str = DataConfig.val_split,
     test_split: str = DataConfig.test_split,
@@ -79,7 +80,8 @@ def run_config_from_options(
         data=DataConfig(
             source=str(Path(data).resolve()), train_split=train_split, val_split=val_split,
             test_split=test_split, split_seed=split_seed, input_size=size_pair(input_size, what="input size"),
-            augment=augment, cache="memory" if cache else None, check=check),
+            augment=augment, val_resolution=val_resolution,
+            cache="memory" if cache else None, check=check),
         model=ModelConfig(
             name=model, backbone=backbone,
             output_stride=int(output_stride) if output_stride else None,

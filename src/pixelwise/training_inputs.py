@@ -150,9 +150,15 @@ def training_inputs(config: RunConfig, source: DataSource, strategy: tf.distribu
         batch_size=global_batch, input_size=data.input_size, training=True,
         seed=config.train.seed + epochs_done, augment=data.augment, cache=data.cache,
         split_seed=data.split_seed)
+    if data.val_resolution == "original":
+        sizes = source.image_sizes(data.val_split, data.split_seed)
+        if len(sizes) > 1:
+            raise ValueError(f"val_resolution 'original' needs validation images of one size "
+                             f"(split {data.val_split!r} has {len(sizes)}); use 'resized'")
     val_data = make_dataset(source, data.val_split, batch_size=global_batch,
                             input_size=data.input_size, training=False, cache=data.cache,
-                            split_seed=data.split_seed)
+                            split_seed=data.split_seed, eval_resolution=data.val_resolution,
+                            input_multiple=config.model.input_multiple)
     if not by_files:
         train_images = source.num_examples(data.train_split, data.split_seed)
         train_data = with_known_batches(train_data, train_images // global_batch)

@@ -184,6 +184,14 @@ def grid_rows(model, spec: DatasetSpec, dataset, num_images: int) -> list[Predic
     return rows
 
 
+def spread_indices(total: int, count: int) -> np.ndarray:
+    """``count`` indices (at most ``total``) spread evenly over ``0 .. total - 1``, the first
+    and the last included."""
+    if total < 1:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.round(np.linspace(0, total - 1, min(count, total))).astype(np.int64))
+
+
 def visualize_run(run_dir: str | Path, *, split: str = "test", num_images: int = 8,
                   data: str | Path | None = None, out_dir: str | Path | None = None,
                   echo: Callable[[str], None] = print) -> list[Path]:
@@ -192,12 +200,17 @@ def visualize_run(run_dir: str | Path, *, split: str = "test", num_images: int =
 
     Args:
         run_dir: a run folder.
-        split: the split whose first images are shown.
+        split: the split whose images are shown: ``num_images`` spread evenly over it (its
+            first and its last included), since neighbouring frames of a video sequence
+            are near duplicates.
         num_images: rows of the grid.
         data: another dataset (folder or records) than the run's own, same classes.
         out_dir: where the pictures go (default: RUN/figures).
     """
+    import tensorflow as tf
+
     from pixelwise.data.pipeline import make_dataset
+    from pixelwise.data.sources import describe_split
 
     if num_images < 1:
         raise ValueError(f"num_images must be at least 1, got {num_images}")
@@ -205,10 +218,16 @@ def visualize_run(run_dir: str | Path, *, split: str = "test", num_images: int =
     model, spec, config = load_run(folder.root)
     out_dir = Path(out_dir) if out_dir is not None else folder.root / FIGURES_DIR
     source = open_run_data(data or config.data.source, spec)
-    dataset = make_dataset(source, split, batch_size=min(num_images, 8),
-                           input_size=config.data.input_size, training=False,
-                           split_seed=config.data.split_seed, with_names=True)
-    rows = grid_rows(model, spec, dataset, num_images)
+    total = source.num_examples(split, config.data.split_seed)
+    chosen = spread_indices(total, num_images)
+    echo(f"showing {len(chosen)} image(s) spread over "
+         f"{describe_split(source, split, config.data.split_seed)}")
+    dataset = make_dataset(source, split, batch_size=1, input_size=config.data.input_size,
+                           training=False, split_seed=config.data.split_seed, with_names=True)
+    picked = dataset.enumerate().filter(
+        lambda index, batch: tf.reduce_any(tf.equal(index, chosen))).map(
+        lambda index, batch: batch)
+    rows = grid_rows(model, spec, picked, num_images)
     written = [save_figure(prediction_grid_figure(
         rows, spec, title=f"{folder.root.name}: {split} (image | ground truth | prediction)"),
         out_dir / f"predictions-{Path(split).stem}.png")]
@@ -222,5 +241,5 @@ def visualize_run(run_dir: str | Path, *, split: str = "test", num_images: int =
     return written
 
 
-__all__ = ["PredictionRow", "confusion_figure", "grid_rows", "prediction_grid_figure", "read_log", "save_figure",
-           "training_curves_figure", "visualize_run"]
+__all__ = ["PredictionRow", "confusion_figure", "grid_rows", "prediction_grid_figure", "read_log",
+           "save_figure", "spread_indices", "training_curves_figure", "visualize_run"]

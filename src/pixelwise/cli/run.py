@@ -13,7 +13,8 @@ from pixelwise.demo import DEFAULT_DEMO_DIR, DEMO_EPOCHS, DEMO_NUM_IMAGES, DEMO_
 
 @cli.command("evaluate")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--split", default="test", show_default=True)
+@click.option("--split", default=None,
+              help="The split to score (default: the run's test split, --test-split of train).")
 @click.option("--resolution", "resolutions", multiple=True,
               type=library_choice("pixelwise.evaluate", "RESOLUTIONS", extra=["both"]),
               help="resized (the textbook's protocol, default), original (VOC's), or both.")
@@ -122,7 +123,9 @@ def predict(model_path: Path, inputs: tuple[Path, ...], out_dir: Path | None,
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Compare with the Keras model on the run's test split; fail if short.")
 @click.option("--check-images", default=None, type=click.IntRange(min=1),
-              help="Check on the first N test images (default: all).")
+              help="Check on the first N images of the split (default: all).")
+@click.option("--check-split", default=None,
+              help="The split the check runs on (default: the run's test split).")
 @click.option("--probabilities", is_flag=True, help="Also output probabilities.")
 @click.option("--drivable", default=None, metavar="CLASS,CLASS",
               help="TFLite: also output the drivable probability, the summed probability "
@@ -132,7 +135,7 @@ def predict(model_path: Path, inputs: tuple[Path, ...], out_dir: Path | None,
 def export(run_dir: Path, export_format: str, quantize: str | None,
            input_size: tuple[int, int] | None, out_path: Path | None,
            calibration_images: int, check: bool, check_images: int | None,
-           probabilities: bool, drivable: str | None, jit_compile: bool) -> None:
+           check_split: str | None, probabilities: bool, drivable: str | None, jit_compile: bool) -> None:
     """Export RUN's best model as a SavedModel or TFLite, checked against Keras."""
     from pixelwise.export import ExportCheckError, export_run
 
@@ -140,7 +143,8 @@ def export(run_dir: Path, export_format: str, quantize: str | None,
         export_run(run_dir, export_format=export_format, quantize=quantize,
                    input_size=input_size, out=out_path,
                    calibration_count=calibration_images, check=check,
-                   check_limit=check_images, include_probabilities=probabilities,
+                   check_limit=check_images, check_split=check_split,
+                   include_probabilities=probabilities,
                    drivable=drivable, jit_compile=jit_compile, echo=click.echo)
     except ExportCheckError as error:
         raise click.ClickException(f"the export fell short of its check; it stays on disk "

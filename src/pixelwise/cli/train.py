@@ -71,6 +71,10 @@ from pixelwise.run_options import NO_MIXED_PRECISION
               type=click.Choice(CLASS_WEIGHTINGS))
 @click.option("--augment", default=DataConfig.augment, show_default=True,
               type=library_choice("pixelwise.data.pipeline", "AUGMENTS"))
+@click.option("--val-resolution", default=DataConfig.val_resolution, show_default=True,
+              type=click.Choice(["resized", "original"]),
+              help="Score validation images resized to --input-size or at their own size "
+                   "(for crops smaller than the images).")
 @click.option("--train-split", default=DataConfig.train_split, show_default=True)
 @click.option("--val-split", default=DataConfig.val_split, show_default=True)
 @click.option("--test-split", default=DataConfig.test_split, show_default=True,

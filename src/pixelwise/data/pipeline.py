@@ -25,7 +25,7 @@ and padded with the ignore label, so no new value ever appears in them.
 
 Evaluation (``training=False``): ``eval_resolution="resized"`` (the default) resizes to
 ``input_size``; ``"original"`` keeps each image at its size, pads it at the bottom and right
-to a multiple of ``output_stride`` with the mean colour and pads its label with the ignore
+to a multiple of ``input_multiple`` with the mean colour and pads its label with the ignore
 label, so metrics over the whole label follow the VOC protocol.
 
 Randomness is seeded: ``seed``, with TensorFlow's global seed as tf.data's own seeds
@@ -61,14 +61,14 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 def evaluation_example(example: dict, *, size: tuple[int, int], eval_resolution: str,
-                       output_stride: int, ignore_label: int) -> dict:
+                       input_multiple: int, ignore_label: int) -> dict:
     """An evaluation example: resized to ``size``, or padded to a multiple of the stride."""
     if eval_resolution == "resized":
         image, label_map = Resize(size)(example["image"], example["label"])
         image = tf.ensure_shape(image, [*size, 3])
         label_map = tf.ensure_shape(label_map, list(size))
     else:
-        image, label_map = PadToMultiple(output_stride, ignore_label)(example["image"],
+        image, label_map = PadToMultiple(input_multiple, ignore_label)(example["image"],
                                                                       example["label"])
     return {"name": example["name"], "image": image, "label": label_map}
 
@@ -79,7 +79,7 @@ def evaluation_example(example: dict, *, size: tuple[int, int], eval_resolution:
 def make_dataset(source: str | Path | DataSource, split: str, *, batch_size: int,
                  input_size: int | tuple[int, int], training: bool, seed: int = 0,
                  augment: str = "textbook", eval_resolution: str = "resized",
-                 output_stride: int = 16, cache: str | Path | None = None,
+                 input_multiple: int = 16, cache: str | Path | None = None,
                  shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
                  split_seed: int = DEFAULT_SPLIT_SEED, drop_remainder: bool | None = None,
                  with_names: bool = False, autotune: bool = False) -> tf.data.Dataset:
@@ -100,12 +100,13 @@ def make_dataset(source: str | Path | DataSource, split: str, *, batch_size: int
             global seed, see the module docstring).
         augment: "textbook", "deeplab" or "none" (training only).
         eval_resolution: "resized" to ``input_size`` or "original" (evaluation only): each
-            image padded at the bottom/right to a multiple of ``output_stride``, its label
+            image padded at the bottom/right to a multiple of ``input_multiple``, its label
             padded with the ignore label. Images of different sizes cannot share a batch, so
             "original" batches by ``batch_size`` only when every image of the split pads to
             the same size and otherwise uses batches of one (with a warning if
             ``batch_size`` > 1); the height and width are then unknown statically.
-        output_stride: the model's output stride, for "original" padding.
+        input_multiple: what the model's input must be a multiple of (its output
+            stride), for "original" padding.
         cache: None, "memory", or a file path prefix: keep the decoded examples (evaluation:
             the resized/padded ones) after the first pass. A suffix naming the split and
             settings is added to a path so different datasets never share cache files.
@@ -129,7 +130,7 @@ def make_dataset(source: str | Path | DataSource, split: str, *, batch_size: int
     size = size_pair(input_size, what="input_size")
     _check_choice("augment", augment, AUGMENTS)
     _check_choice("eval_resolution", eval_resolution, EVAL_RESOLUTIONS)
-    for name, value in (("batch_size", batch_size), ("output_stride", output_stride),
+    for name, value in (("batch_size", batch_size), ("input_multiple", input_multiple),
                         ("shuffle_buffer", shuffle_buffer)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -167,7 +168,7 @@ def make_dataset(source: str | Path | DataSource, split: str, *, batch_size: int
     else:
         def prepare_fn(example):
             return evaluation_example(example, size=size, eval_resolution=eval_resolution,
-                                      output_stride=output_stride,
+                                      input_multiple=input_multiple,
                                       ignore_label=spec.ignore_label)
 
         examples = data_source.elements(split, split_seed, shuffle_seed=None,
@@ -176,10 +177,10 @@ def make_dataset(source: str | Path | DataSource, split: str, *, batch_size: int
             num_parallel_calls=AUTOTUNE, deterministic=True)
         if cache is not None:
             examples = _cache(examples, cache, key=(split, split_seed, eval_resolution, size,
-                                                    output_stride))
+                                                    input_multiple))
         batch_shape = size
         if eval_resolution == "original":
-            batch_shape = _common_padded_size(data_source, split, split_seed, output_stride)
+            batch_shape = _common_padded_size(data_source, split, split_seed, input_multiple)
             if batch_shape is None:
                 if batch_size > 1:
                     warnings.warn(f"split {split!r}: images of several sizes at original "
@@ -219,8 +220,8 @@ def _cache(dataset: tf.data.Dataset, cache: str | Path, key: tuple) -> tf.data.D
 
 
 def _common_padded_size(data_source: DataSource, split: str, split_seed: int,
-                        output_stride: int) -> tuple[int, int] | None:
-    padded = {tuple(round_up(side, output_stride) for side in size)
+                        input_multiple: int) -> tuple[int, int] | None:
+    padded = {tuple(round_up(side, input_multiple) for side in size)
               for size in data_source.image_sizes(split, split_seed)}
     return padded.pop() if len(padded) == 1 else None
 

@@ -67,11 +67,12 @@ class ExportResult:
 def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None = None,
                input_size: Sequence[int] | None = None, out: str | Path | None = None,
                calibration_count: int = DEFAULT_CALIBRATION_IMAGES, check: bool = True,
-               check_limit: int | None = None, thresholds: CheckThresholds | None = None,
+               check_limit: int | None = None, check_split: str | None = None,
+               thresholds: CheckThresholds | None = None,
                include_probabilities: bool = False,
                drivable: str | Sequence[str] | None = None, jit_compile: bool = False,
                overwrite: bool = True, echo: Callable[[str], None] = print) -> ExportResult:
-    """Export the best model of a run and check it on the run's held-out (test) split.
+    """Export the best model of a run and check it against the Keras model on a split.
 
     Args:
         run_dir: a run folder written by ``pixelwise train``.
@@ -84,7 +85,9 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
         check: run :func:`check_export` on the run's test split and write
             ``NAME_check.json`` beside the export; a miss raises :class:`ExportCheckError`
             (the export stays on disk for inspection).
-        check_limit: check on the first N test images only (default: all).
+        check_limit: check on the first N images of the split only (default: all).
+        check_split: the split the check runs on (default: the run's test split, which
+            neither training nor model selection saw).
         thresholds: override the default thresholds of the check.
         include_probabilities: also output probabilities.
         drivable: TFLite: also output the drivable probability, the summed probability of
@@ -130,8 +133,13 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
          + (f", {size[0]}x{size[1]}" if export_format == "tflite" else "") + ")")
     if not check:
         return ExportResult(path, None, None)
-    examples = split_examples(source, config.data.test_split, input_size=size,
-                              split_seed=split_seed, limit=check_limit)
+    from pixelwise.data.sources import describe_split, open_source
+
+    check_split = check_split or config.data.test_split
+    echo(f"checking on {describe_split(open_source(source), check_split, split_seed)}"
+         + (f" (first {check_limit})" if check_limit else ""))
+    examples = split_examples(source, check_split, input_size=size, split_seed=split_seed,
+                              limit=check_limit)
     exported = Segmenter.from_path(path)
     report = check_export(model, spec, exported, examples, quantize=quantize,
                           thresholds=thresholds, input_multiple=input_multiple,

@@ -1,10 +1,10 @@
 """Videos and cameras: frame sources, the streaming loop, and a video's outputs.
 
     from pixelwise.inference import Segmenter
-    from pixelwise.video import open_source, run_video, segment_frames
+    from pixelwise.video import open_video, run_video, segment_frames
 
     segmenter = Segmenter.from_path("runs/camvid")
-    for result in segment_frames(segmenter, open_source("drive.mp4")):
+    for result in segment_frames(segmenter, open_video("drive.mp4")):
         result.prediction.class_map, result.prediction.timings_ms
 
 Modules: ``sources`` (video files, cameras, the reader thread), ``loop`` (the stream of
@@ -24,7 +24,7 @@ from pixelwise.video.sources import (
     camera_name,
     is_video,
     open_camera,
-    open_source,
+    open_video,
     prefetched,
 )
 from pixelwise.video.timing import STAGES, TimingLog, summary_line
@@ -34,6 +34,6 @@ from pixelwise.video.writer import MAP_FORMATS, FrameMaps, NpzFrames, OverlayVid
 __all__ = ["EXTRA_HINT", "FrameMaps", "FrameResult", "FrameSource", "MAP_FORMATS",
            "NpzFrames", "OverlayVideo", "PngFrames", "STAGES", "TimingLog", "VIDEO_SUFFIXES",
            "VideoInfo", "VideoResult", "Window", "annotated_overlay", "camera_name",
-           "draw_legend", "is_video", "legend_entries", "open_camera", "open_source",
+           "draw_legend", "is_video", "legend_entries", "open_camera", "open_video",
            "open_window", "opencv", "output_paths", "overlay", "prefetched", "run_video",
            "segment_frames", "summary_line"]

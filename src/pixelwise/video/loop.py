@@ -1,10 +1,10 @@
 """The streaming loop: frames in, results out; and a video's outputs written as it goes.
 
-    for result in segment_frames(segmenter, open_source("drive.mp4"), drivable=(0, 3),
+    for result in segment_frames(segmenter, open_video("drive.mp4"), drivable=(0, 3),
                                  safety=0.7, smooth=0.5):
         plan(result.prediction.drivable, result.drivable_mask)    # per frame, as it comes
 
-    run_video(segmenter, open_source("drive.mp4"), "out/", "drive", class_maps="npz")
+    run_video(segmenter, open_video("drive.mp4"), "out/", "drive", class_maps="npz")
     # out/drive_overlay.mp4, out/drive_classes.npz, out/drive_timings.json
 
 Any iterable of uint8 RGB frames is a source: a video, a camera, a generator of arrays.

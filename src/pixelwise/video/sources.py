@@ -1,6 +1,6 @@
 """Frame sources: video files and cameras as iterables of uint8 RGB frames [H, W, 3].
 
-    source = open_source("drive.mp4")          # or open_camera(0), open_camera("rtsp://...")
+    source = open_video("drive.mp4")          # or open_camera(0), open_camera("rtsp://...")
     source.info                                # frame rate, frame count (None: live), size
     for frame in prefetched(source):           # a reader thread decodes ahead
         ...
@@ -88,7 +88,7 @@ class FrameSource:
         self.close()
 
 
-def open_source(path: str | Path) -> FrameSource:
+def open_video(path: str | Path) -> FrameSource:
     """The frames of a video file; one FFmpeg cannot open raises ValueError naming it."""
     cv2 = opencv()
     path = Path(path)
@@ -170,4 +170,4 @@ def prefetched(frames: Iterable, depth: int = PREFETCH_FRAMES) -> Iterator:
 
 
 __all__ = ["DEFAULT_CAMERA_RATE", "FrameSource", "PREFETCH_FRAMES", "VIDEO_SUFFIXES",
-           "VideoInfo", "camera_name", "is_video", "open_camera", "open_source", "prefetched"]
+           "VideoInfo", "camera_name", "is_video", "open_camera", "open_video", "prefetched"]

@@ -1,0 +1,186 @@
+"""The CamVid toy model, end to end: data, training from scratch, evaluation, int8 export,
+latency. One command reproduces every figure in RESULTS.md's CamVid section.
+
+    python benchmarks/camvid.py --data data --out runs/camvid-toy        # downloads CamVid
+    python benchmarks/camvid.py --data data --from camvid.tar --out runs/camvid-toy
+    python benchmarks/camvid.py --data data --out runs/camvid-toy --skip-training  # figures
+                                                                        # of a trained run
+
+Steps, each resumable (a rerun picks up where a killed one stopped):
+
+1. ``pixelwise data download camvid`` (or ``--from`` an archive or a folder), verified.
+2. ``pixelwise train`` with the toy recipe below, from random weights, within
+   ``--time-budget`` (all parts of a resumed run together); the run folder is kept out of
+   git (``runs/``).
+3. ``pixelwise evaluate`` on the 233 test frames at their full 360 x 480 (``original``).
+4. ``pixelwise export --format tflite --quantize int8 --input-size 360x480`` (the graph pads
+   to the stride), checked on the test split: the int8 model's mean IoU beside Keras's.
+5. Latency of the int8 model on LiteRT, 1 and 2 threads, on real test frames.
+
+Prints per-class IoU, mean IoU (Keras float and int8), ms per frame, the model's size and the
+training wall time, and writes them as a section of ``--results`` (benchmarks/RESULTS.md).
+``--copy-model`` puts the int8 model in benchmarks/camvid/toy_int8.tflite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TEST_SIZE = (360, 480)  # CamVid's frames; scored at this size
+SECTION = "camvid_toy"
+
+# The toy recipe: what `pixelwise train` is given (flag -> value).
+TOY_RECIPE = {
+    "--model": "deeplabv3", "--backbone": "mobilenetv2", "--width-multiplier": "1.0",
+    "--backbone-weights": "none", "--aspp-filters": "128", "--input-size": "352x480",
+    "--batch-size": "8", "--recipe": "adamw_cosine", "--learning-rate": "0.002",
+    "--weight-decay": "0.01", "--loss": "ce_dice", "--class-weighting": "median_frequency",
+    "--augment": "deeplab", "--mixed-precision": "bfloat16", "--bn-momentum": "0.99",
+    "--epochs": "120",
+}
+
+
+def command_line(arguments: argparse.Namespace) -> str:
+    parts = ["python benchmarks/camvid.py", "--data", str(arguments.data), "--out",
+             str(arguments.out), "--time-budget", arguments.time_budget]
+    if arguments.from_path:
+        parts += ["--from", str(arguments.from_path)]
+    for flag, value in arguments.recipe_overrides:
+        parts += [flag, value]
+    return " ".join(parts)
+
+
+def run(command: list[str]) -> None:
+    """One `pixelwise` command, through the library's CLI in this process."""
+    from click.testing import CliRunner
+
+    from pixelwise.cli import cli
+
+    print("$ pixelwise " + " ".join(command), flush=True)
+    result = CliRunner().invoke(cli, command, catch_exceptions=False)
+    print(result.output, end="", flush=True)
+    if result.exit_code != 0:
+        raise SystemExit(f"pixelwise {command[0]} failed (exit {result.exit_code})")
+
+
+def latency_ms(model_path: Path, frames, threads: int, repeats: int) -> float:
+    from pixelwise.inference import TFLiteSegmenter
+
+    segmenter = TFLiteSegmenter(model_path, num_threads=threads)
+    for frame in frames[:2]:
+        segmenter.predict(frame)
+    times = []
+    for index in range(repeats):
+        frame = frames[index % len(frames)]
+        start = time.perf_counter()
+        segmenter.predict(frame)
+        times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("data"),
+                        help="Folder that receives CamVid/ (download or --from).")
+    parser.add_argument("--from", dest="from_path", type=Path, default=None,
+                        help="A local archive (tar, zip) or extracted CamVid folder.")
+    parser.add_argument("--out", type=Path, default=Path("runs/camvid-toy"))
+    parser.add_argument("--time-budget", default="3h")
+    parser.add_argument("--skip-training", action="store_true",
+                        help="Evaluate, export and time the run as it is.")
+    parser.add_argument("--repeats", type=int, default=50, help="Timed frames per thread count.")
+    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--copy-model", action="store_true",
+                        help="Copy the int8 model to benchmarks/camvid/toy_int8.tflite.")
+    parser.add_argument("--set", nargs=2, action="append", default=[], metavar=("FLAG", "VALUE"),
+                        dest="recipe_overrides", help="Change the toy recipe, e.g. "
+                                                      "--set --epochs 80.")
+    arguments = parser.parse_args()
+
+    from pixelwise.data.camvid_download import download_camvid
+
+    camvid = download_camvid(arguments.data, from_path=arguments.from_path)
+    recipe = dict(TOY_RECIPE)
+    recipe.update(dict(arguments.recipe_overrides))
+    if not arguments.skip_training:
+        if (arguments.out / "config.json").is_file():
+            run(["train", "--resume", str(arguments.out), "--quiet"])
+        else:
+            run(["train", "--data", str(camvid), "--out", str(arguments.out), "--quiet",
+                 "--no-tensorboard", "--time-budget", arguments.time_budget,
+                 *[part for flag_value in recipe.items() for part in flag_value]])
+    run(["evaluate", str(arguments.out), "--resolution", "original", "--hardest", "6"])
+    run(["visualize", str(arguments.out), "-n", "6"])
+    int8_path = arguments.out / "export" / "toy_int8.tflite"
+    run(["export", str(arguments.out), "--format", "tflite", "--quantize", "int8",
+         "--input-size", "x".join(map(str, TEST_SIZE)), "--out", str(int8_path)])
+
+    from pixelwise.evaluate import read_metrics
+    from pixelwise.models import load_model
+    from pixelwise.predict import read_image
+    from pixelwise.runs import RunFolder
+
+    folder = RunFolder(arguments.out)
+    metrics = read_metrics(arguments.out / "evaluation" / "test-original" / "metrics.json")
+    check = json.loads((int8_path.parent / "toy_int8_check.json").read_text())
+    state = folder.read_state() or {}
+    frames = [read_image(path) for path in sorted((camvid / "test").glob("*.png"))[:20]]
+    figures = {
+        "keras_test_mean_iou": metrics["mean_iou"],
+        "per_class_iou": {row["name"]: row["iou"] for row in metrics["per_class"]},
+        "int8_test_mean_iou": check.get("export_mean_iou"),
+        "int8_keras_mean_iou_on_check": check.get("keras_mean_iou"),
+        "int8_ms_1_thread": latency_ms(int8_path, frames, 1, arguments.repeats),
+        "int8_ms_2_threads": latency_ms(int8_path, frames, 2, arguments.repeats),
+        "int8_bytes": int8_path.stat().st_size,
+        "parameters": load_model(folder.best_model_path, compile=False).count_params(),
+        "training_seconds": state.get("train_seconds"),
+        "epochs": state.get("epochs_done"),
+        "recipe": recipe,
+        "load_average": os.getloadavg()[0],
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "command": command_line(arguments),
+    }
+    print(json.dumps(figures, indent=2))
+    if arguments.copy_model:
+        target = HERE / "camvid" / "toy_int8.tflite"
+        target.parent.mkdir(exist_ok=True)
+        shutil.copyfile(int8_path, target)
+        print(f"copied {int8_path} to {target}")
+    from pixelwise.benchmark import update_results_section
+
+    update_results_section(arguments.results, SECTION, results_markdown(figures))
+    print(f"wrote section {SECTION} of {arguments.results}")
+
+
+def results_markdown(figures: dict) -> str:
+    per_class = figures.get("per_class_iou") or {}
+    rows = "\n".join(f"| {name} | {100 * value:.1f}% |" for name, value in per_class.items()
+                     if value is not None)
+    training = figures["training_seconds"]
+    return (
+        f"### CamVid toy model (DeepLab v3, MobileNetV2, from scratch)\n\n"
+        f"Measured {figures['date']}, load average {figures['load_average']:.2f} at the end. "
+        f"Command: `{figures['command']}`\n\n"
+        f"| figure | value |\n|---|---|\n"
+        f"| test mean IoU, Keras float, 360 x 480 | {100 * figures['keras_test_mean_iou']:.1f}% |\n"
+        f"| test mean IoU, int8 TFLite, 360 x 480 | {100 * figures['int8_test_mean_iou']:.1f}% |\n"
+        f"| int8 ms per frame, 1 thread | {figures['int8_ms_1_thread']:.1f} |\n"
+        f"| int8 ms per frame, 2 threads | {figures['int8_ms_2_threads']:.1f} |\n"
+        f"| int8 model size | {figures['int8_bytes'] / 1e6:.2f} MB |\n"
+        f"| parameters | {figures['parameters']:,} |\n"
+        f"| epochs, training wall time | {figures['epochs']}, "
+        f"{'n/a' if training is None else f'{training / 3600:.2f} h'} |\n\n"
+        f"Per-class test IoU (Keras float):\n\n| class | IoU |\n|---|---|\n{rows}\n")
+
+
+if __name__ == "__main__":
+    main()
