@@ -40,11 +40,11 @@ SECTION = "camvid_toy"
 # The toy recipe: what `pixelwise train` is given (flag -> value).
 TOY_RECIPE = {
     "--model": "deeplabv3", "--backbone": "mobilenetv2", "--width-multiplier": "1.0",
-    "--backbone-weights": "none", "--aspp-filters": "128", "--input-size": "352x480",
-    "--batch-size": "8", "--recipe": "adamw_cosine", "--learning-rate": "0.002",
-    "--weight-decay": "0.01", "--loss": "ce_dice", "--class-weighting": "median_frequency",
-    "--augment": "deeplab", "--mixed-precision": "bfloat16", "--bn-momentum": "0.99",
-    "--epochs": "120",
+    "--backbone-weights": "none", "--aspp-filters": "128", "--input-size": "256x256",
+    "--val-resolution": "original", "--batch-size": "16", "--recipe": "adamw_cosine",
+    "--learning-rate": "0.002", "--weight-decay": "0.05", "--loss": "ce_dice",
+    "--class-weighting": "median_frequency", "--augment": "deeplab",
+    "--mixed-precision": "bfloat16", "--bn-momentum": "0.9", "--epochs": "100",
 }
 
 
