@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from atrous import forward_backward_step  # benchmarks/ is the script's folder
 from pixelwise.models.layers import space_to_batch_convolution
 
 
@@ -72,18 +73,6 @@ FORMULATIONS = {
 # (name, channels, height, width, rate) at 352 x 480.
 CASES = [("os16 blocks 14-16", 960, 22, 30, 2), ("os8 blocks 7-13", 384, 44, 60, 2),
          ("os8 blocks 14-16", 960, 44, 60, 4)]
-
-
-def forward_backward_step(formulation, rate: int):
-    @tf.function(jit_compile=False, autograph=False)
-    def step(inputs, kernel):
-        with tf.GradientTape() as tape:
-            tape.watch([inputs, kernel])
-            outputs = formulation(inputs, kernel, rate)
-            loss = tf.reduce_sum(outputs * outputs)
-        return tape.gradient(loss, [inputs, kernel])
-
-    return step
 
 
 def time_case(*, batch: int, channels: int, height: int, width: int, rate: int,

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -36,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pixelwise.benchmark import cpu_name, median_seconds, update_results_section
+from pixelwise.benchmark import cpu_name, median_seconds
+from pixelwise.benchmark_results import publish_figures
 
 HERE = Path(__file__).resolve().parent
 GOAL_INT8_MS = 20.0  # one thread: >= 50 frames per second
@@ -218,12 +218,8 @@ def main() -> None:
     command = "python benchmarks/export.py " + " ".join(sys.argv[1:])
     height, width = result["input_size"]
     section = arguments.section or f"export-{result['model']}-{height}x{width}"
-    update_results_section(arguments.out, re.sub(r"[^A-Za-z0-9_.-]", "-", section),
-                           result_markdown(result, command.strip()))
-    text = json.dumps(result, indent=2)
-    if arguments.json:
-        arguments.json.write_text(text + "\n")
-    print(text)
+    publish_figures(result, markdown=result_markdown(result, command.strip()),
+                    results_path=arguments.out, section=section, json_path=arguments.json)
 
 
 if __name__ == "__main__":

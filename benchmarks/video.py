@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -129,7 +128,7 @@ def main() -> None:
     if arguments.worker:
         arguments.threads = int(arguments.threads)
         return worker(arguments)
-    from pixelwise.benchmark import update_results_section
+    from pixelwise.benchmark_results import publish_figures
     from pixelwise.video import open_video
 
     threads = [int(count) for count in arguments.threads.split(",")]
@@ -150,12 +149,9 @@ def main() -> None:
     result = {"model": str(arguments.model), "video": name, "size": list(info.size),
               "frames": runs[0]["frames"], "runs": runs}
     command = "python benchmarks/video.py " + " ".join(sys.argv[1:])
-    section = re.sub(r"[^A-Za-z0-9_.-]", "-", f"video-{Path(arguments.model).name}")
-    update_results_section(arguments.out, section, result_markdown(result, command.strip()))
-    text = json.dumps(result, indent=2)
-    if arguments.json:
-        arguments.json.write_text(text + "\n")
-    print(text)
+    publish_figures(result, markdown=result_markdown(result, command.strip()),
+                    results_path=arguments.out, section=f"video-{Path(arguments.model).name}",
+                    json_path=arguments.json)
 
 
 if __name__ == "__main__":

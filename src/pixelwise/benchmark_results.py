@@ -95,6 +95,18 @@ def update_results_section(path: str | Path, section: str, markdown: str) -> Non
     path.write_text(text if text.endswith("\n") else text + "\n")
 
 
+def publish_figures(figures: dict, *, markdown: str, results_path: str | Path, section: str,
+                    json_path: str | Path | None = None) -> None:
+    """What a benchmark script does with its figures: ``markdown`` into ``section`` of
+    ``results_path`` (characters a section name cannot hold become '-'), the figures as
+    JSON into ``json_path`` when given, and printed."""
+    update_results_section(results_path, re.sub(r"[^A-Za-z0-9_.-]", "-", section), markdown)
+    text = json.dumps(figures, indent=2)
+    if json_path:
+        Path(json_path).write_text(text + "\n")
+    print(text)
+
+
 def result_markdown(result: BenchmarkResult, command: str) -> str:
     """A Markdown table of one result, with the command that produced it."""
     settings = result.settings
@@ -132,5 +144,6 @@ def result_markdown(result: BenchmarkResult, command: str) -> str:
     table = ["| measure | value |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows]
     return "\n".join([header, "", f"`{command}`", "", *table])
 
-__all__ = ["RESULTS_MARKER", "BenchmarkResult", "result_markdown", "update_results_section",
+__all__ = ["RESULTS_MARKER", "BenchmarkResult", "publish_figures", "result_markdown",
+           "update_results_section",
            "write_json"]
