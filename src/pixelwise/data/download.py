@@ -30,6 +30,7 @@ from tqdm import tqdm
 # Safe extraction lives in data.archives; these names stay importable from here.
 from pixelwise.data.archives import (TAR_SUFFIXES, TEMP_PREFIX, UnsafeArchiveError,
                                      check_members, extract_tar, safe_members)
+from pixelwise.io import write_json_atomically
 
 VOC2012_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 VOC2012_MD5 = "6cd6e144f989b92b3379bac3b3de84fd"
@@ -245,10 +246,7 @@ def write_marker(folder: str | Path, tar_path: str | Path, md5: str) -> None:
     """Record in ``folder`` that a complete extraction of this tar lies there."""
     tar_path = Path(tar_path)
     record = {"archive": tar_path.name, "md5": md5.lower(), "size": tar_path.stat().st_size}
-    marker = Path(folder) / EXTRACTED_MARKER
-    temporary = marker.with_name(marker.name + ".tmp")
-    temporary.write_text(json.dumps(record) + "\n")
-    os.replace(temporary, marker)
+    write_json_atomically(Path(folder) / EXTRACTED_MARKER, record, indent=None)
 
 
 def read_marker(folder: str | Path) -> dict | None:

@@ -2,7 +2,7 @@
 
 ``prepare_records`` streams: one pair in memory at a time, each validated as it goes (the
 image is a JPEG, PNG, BMP or GIF that decodes, the annotation holds class indices of the
-image's size). A shard is written under a ``.tmp`` name and renamed when complete, so an
+image's size). A shard is written under a temporary name and renamed when complete, so an
 interrupted run leaves no half shard; a rerun keeps the complete shards whose names match
 and writes the rest (it trusts that files of the same name did not change; delete the
 folder otherwise). Preparing other splits into the same folder adds them to the manifest.
@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import multiprocessing
-import os
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -43,7 +42,7 @@ from pixelwise.data.records import (
 )
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.data.voc import DEFAULT_SPLIT_SEED, Example, VOCLayout, find_voc_root
-from pixelwise.io import write_text_atomically
+from pixelwise.io import TEMP_PREFIX, write_atomically, write_text_atomically
 
 
 def prepare_records(source: str | Path, out_dir: str | Path, splits: tuple[str, ...] | None = None,
@@ -83,7 +82,8 @@ def prepare_records(source: str | Path, out_dir: str | Path, splits: tuple[str, 
         raise ValueError(f"splits {list(splits)} give duplicate names {keys}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in out_dir.glob("*.tfrecord.tmp"):  # from a run that was killed
+    leftovers = [*out_dir.glob(f"{TEMP_PREFIX}*.tfrecord"), *out_dir.glob("*.tfrecord.tmp")]
+    for leftover in leftovers:  # from a run that was killed
         leftover.unlink()
     report = progress or (lambda line: None)
     manifest = {"format": RECORDS_FORMAT, "version": FORMAT_VERSION,
@@ -191,20 +191,18 @@ def _keep_or_write_shard(path: Path, examples: list[Example], spec: DatasetSpec
 def _write_shard(path: Path, examples: list[Example],
                  spec: DatasetSpec) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Write one shard under a temporary name, rename it when complete."""
-    temporary = path.with_name(path.name + ".tmp")
     value_counts = np.zeros(256, dtype=np.int64)
     sizes = []
-    try:
+
+    def write(temporary: Path) -> None:
         with tf.io.TFRecordWriter(str(temporary)) as writer:
             for example in examples:
                 record, label_map = encode_example(example, spec)
                 writer.write(record)
-                value_counts += np.bincount(label_map.reshape(-1), minlength=256)
+                value_counts[:] += np.bincount(label_map.reshape(-1), minlength=256)
                 sizes.append(label_map.shape)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+
+    write_atomically(path, write)
     return value_counts, sizes
 
 

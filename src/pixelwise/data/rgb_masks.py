@@ -10,7 +10,6 @@ its final name is always complete.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 from pixelwise.data.images import open_image
 from pixelwise.data.palette import rgb_to_index, write_label
 from pixelwise.data.spec import DatasetSpec
+from pixelwise.io import write_atomically
 
 DEFAULT_IGNORE_COLORS = ((224, 224, 192),)
 
@@ -83,13 +83,7 @@ def read_rgb_mask(path: str | Path, spec: DatasetSpec,
 
 def write_label_atomically(path: str | Path, label_map: np.ndarray, spec: DatasetSpec) -> None:
     """write_label to a temporary name beside ``path``, then rename it into place."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.partial.png")
-    try:
-        write_label(temporary, label_map, spec)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_atomically(path, lambda temporary: write_label(temporary, label_map, spec))
 
 
 __all__ = ["import_rgb_masks", "read_rgb_mask", "write_label_atomically"]
