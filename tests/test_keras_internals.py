@@ -1,18 +1,18 @@
-"""The private Keras API behind pixelwise.models.keras_internals: these tests fail first,
+"""The private Keras API behind pixelwise.keras_internals: these tests fail first,
 and say which Keras version changed it, when a Keras release moves it."""
 
 import keras
 import numpy as np
 import pytest
 
-from pixelwise.models.keras_internals import (
+from pixelwise.keras_internals import (
     KerasInternalsChanged,
     all_layers,
     functional_graph,
     run_through_graph,
 )
 
-FIX = f"Keras {keras.__version__} changed its private API: update pixelwise/models/keras_internals.py"
+FIX = f"Keras {keras.__version__} changed its private API: update pixelwise/keras_internals.py"
 
 
 def _nested_model() -> keras.Model:
@@ -76,3 +76,20 @@ def test_run_through_graph_calls_our_function_for_every_operation():
 def test_a_missing_method_names_the_keras_version():
     with pytest.raises(KerasInternalsChanged, match=rf"Keras {keras.__version__}: .*_flatten_layers"):
         all_layers(object())
+
+
+def test_the_seed_state_reads_back_and_restores():
+    import tensorflow as tf
+
+    from pixelwise.keras_internals import random_seed_state, restore_random_seed_state
+
+    tf.random.set_seed(5)
+    tf.random.uniform([1])  # advance TensorFlow's operation-seed counter
+    saved = random_seed_state()
+    assert saved["tf_seed"] == 5 and saved["tf_operation_seeds"] is not None, FIX
+    expected = float(tf.random.uniform([1])[0])
+    keras.utils.set_random_seed(123)
+    tf.random.uniform([1])
+    restore_random_seed_state(saved)
+    assert float(tf.random.uniform([1])[0]) == expected, FIX
+    restore_random_seed_state({**saved, "tf_seed": None, "tf_operation_seeds": None})

@@ -9,8 +9,8 @@ reproducibility must not leave the caller's program with another policy or anoth
 sequence of random numbers, so both context managers restore what they found.
 
 Keras and TensorFlow offer setters but no getters for their seed state; ``seeded`` reads
-it through two private attributes (Keras's ``global_state`` and TensorFlow's eager
-context), both named here only. ``tests/test_train.py`` checks that the state comes back.
+it through :mod:`pixelwise.keras_internals`, where every private name pixelwise uses
+lives. ``tests/test_train.py`` checks that the state comes back.
 """
 
 from __future__ import annotations
@@ -21,12 +21,8 @@ from collections.abc import Iterator
 
 import keras
 import numpy as np
-import tensorflow as tf
-from keras.src.backend.common import global_state as keras_global_state
-from tensorflow.python.eager import context as tf_context
 
-# The names Keras's set_random_seed writes (keras/src/utils/rng_utils.py, keras 3.x).
-KERAS_SEED_ATTRIBUTES = ("global_random_seed", "global_seed_generator")
+from pixelwise.keras_internals import random_seed_state, restore_random_seed_state
 
 
 @contextlib.contextmanager
@@ -47,22 +43,14 @@ def seeded(seed: int) -> Iterator[None]:
     and Keras's random state are seeded, and afterwards put back as they were."""
     python_state = random.getstate()
     numpy_state = np.random.get_state()
-    keras_state = {name: keras_global_state.get_global_attribute(name)
-                   for name in KERAS_SEED_ATTRIBUTES}
-    eager = tf_context.context()
-    tf_seed = eager._seed
-    tf_operation_seeds = eager._rng.getstate() if tf_seed is not None else None
+    framework_state = random_seed_state()
     keras.utils.set_random_seed(int(seed))
     try:
         yield
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
-        for name, value in keras_state.items():
-            keras_global_state.set_global_attribute(name, value)
-        tf.random.set_seed(tf_seed)  # also clears the kernels cached with the run's seeds
-        if tf_operation_seeds is not None:
-            eager._rng.setstate(tf_operation_seeds)
+        restore_random_seed_state(framework_state)
 
 
 __all__ = ["dtype_policy", "seeded"]

@@ -24,7 +24,7 @@ from keras import ops
 from pixelwise.models.atrous import tapwise_convolution
 from pixelwise.models.batchnorm import batch_normalization
 # Re-exported: train, export and distribute import it from here.
-from pixelwise.models.keras_internals import all_layers  # noqa: F401
+from pixelwise.keras_internals import all_layers  # noqa: F401
 
 # keras.applications' own constants (imagenet_utils.preprocess_input).
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)

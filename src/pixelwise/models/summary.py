@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import keras
 
 from pixelwise.models.atrous import tapwise_multiply_adds
-from pixelwise.models.keras_internals import functional_graph, run_through_graph
+from pixelwise.keras_internals import functional_graph, run_through_graph
 from pixelwise.models.layers import AtrousConv2D
 
 TRANSPOSED_CONVOLUTIONS = (
@@ -78,7 +78,7 @@ def _input_size_pair(input_size: int | Sequence[int]) -> tuple[int, int]:
 def _walk(model: keras.Model, inputs, executed: bool = False) -> tuple[object, int]:
     """Trace ``model``'s graph on symbolic ``inputs``, summing every layer's multiply-adds.
 
-    Uses Keras's graph runner (:func:`~pixelwise.models.keras_internals.run_through_graph`,
+    Uses Keras's graph runner (:func:`~pixelwise.keras_internals.run_through_graph`,
     what Keras itself uses to compute output shapes and to clone models) with each operation
     replaced by its ``compute_output_spec``, so nothing is computed and no layer is
     changed. Nested functional models are walked in turn.
