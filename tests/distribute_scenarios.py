@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from conftest import TINY_MODEL as CONFTEST_TINY_MODEL  # this script runs from tests/
+
 SIZE = 64
 # bn_momentum 0: after two steps the moving statistics are the last batch's, so the model
 # already tells classes apart and the evaluation compares more than one column.
-TINY_MODEL = dict(name="deeplabv3", backbone="mobilenetv2", width_multiplier=0.35,
-                  backbone_weights=None, aspp_filters=32, aspp_rates=(1, 2, 3), bn_momentum=0.0)
+TINY_MODEL = dict(CONFTEST_TINY_MODEL, aspp_filters=32, aspp_rates=(1, 2, 3), bn_momentum=0.0)
 
 
 def use_two_cpus() -> list[str]:

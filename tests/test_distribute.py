@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
+from conftest import TINY_MODEL
 from pixelwise import distribute, training_inputs, training_state
 from pixelwise.cli import cli
 from pixelwise.data.pipeline import open_source
@@ -28,9 +29,11 @@ from pixelwise.runs import RunFolder, load_run
 
 SIZE = 64
 SCENARIOS = Path(__file__).with_name("distribute_scenarios.py")
-TINY_MODEL_FLAGS = ["--model", "deeplabv3", "--backbone", "mobilenetv2",
-                    "--width-multiplier", "0.35", "--backbone-weights", "none",
-                    "--aspp-filters", "32", "--bn-momentum", "0.9", "--input-size", str(SIZE),
+# conftest's tiny model as flags, with test_train's wider ASPP.
+TINY_MODEL_FLAGS = ["--model", TINY_MODEL["name"], "--backbone", TINY_MODEL["backbone"],
+                    "--width-multiplier", str(TINY_MODEL["width_multiplier"]),
+                    "--backbone-weights", "none", "--aspp-filters", "32",
+                    "--bn-momentum", str(TINY_MODEL["bn_momentum"]), "--input-size", str(SIZE),
                     "--augment", "none", "--no-tensorboard", "--learning-rate", "3e-3"]
 
 

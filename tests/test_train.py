@@ -16,6 +16,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from conftest import TINY_MODEL as CONFTEST_TINY_MODEL
+from conftest import TINY_SIZE
 from pixelwise.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from pixelwise.data.synthetic import generate_synthetic
 from pixelwise.evaluate import class_baseline, evaluate_run
@@ -29,15 +31,13 @@ from pixelwise.train import (
     train,
 )
 
-SIZE = 64
-# The smallest DeepLab the builder allows: a MobileNetV2 at width 0.35, a narrow ASPP.
-TINY_MODEL = dict(name="deeplabv3", backbone="mobilenetv2", width_multiplier=0.35,
-                  backbone_weights=None, aspp_filters=32, aspp_rates=(1, 2, 3), bn_momentum=0.9)
+SIZE = TINY_SIZE
+# conftest's tiny DeepLab with a wider ASPP at rates that reach across its 4x4 features.
+TINY_MODEL = dict(CONFTEST_TINY_MODEL, aspp_filters=32, aspp_rates=(1, 2, 3))
 # The tiny model that learns fastest from scratch: a U-Net's full-resolution decoder finds
 # the shapes within a few dozen steps (a tiny DeepLab at stride 16 still predicts
 # background everywhere after a hundred).
-LEARNER_MODEL = dict(name="unet", backbone="mobilenetv2", width_multiplier=0.35,
-                     backbone_weights=None, bn_momentum=0.9)
+LEARNER_MODEL = dict(CONFTEST_TINY_MODEL, name="unet", aspp_filters=None)
 
 
 def tiny_config(source, model=TINY_MODEL, **train):
