@@ -10,11 +10,11 @@ from pixelwise.benchmark import (
     BenchmarkSettings,
     default_section_name,
     fractions_of_limit,
-    parse_input_size,
     parse_thread_counts,
     update_results_section,
 )
 from pixelwise.cli import cli
+from pixelwise.io import parse_size
 
 
 def test_fractions_of_limit_by_hand():
@@ -27,10 +27,10 @@ def test_fractions_of_limit_by_hand():
 
 
 def test_parsers_and_settings_refuse_bad_values():
-    assert parse_input_size("384") == (384, 384)
-    assert parse_input_size("384x512") == (384, 512)
+    assert parse_size("384") == (384, 384)
+    assert parse_size("384x512") == (384, 512)
     with pytest.raises(ValueError, match="expected S or HxW"):
-        parse_input_size("big")
+        parse_size("big")
     assert parse_thread_counts("1,2") == (1, 2)
     assert parse_thread_counts("none") == ()
     with pytest.raises(ValueError, match="at least 1"):

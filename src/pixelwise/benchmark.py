@@ -51,7 +51,6 @@ from pixelwise.benchmark_results import (
     write_json,
 )
 from pixelwise.global_state import dtype_policy
-from pixelwise.io import parse_size
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -111,11 +110,6 @@ class BenchmarkSettings:
             raise ValueError("warmup and matmul_size must not be negative")
         if any(threads < 1 for threads in self.tflite_threads):
             raise ValueError(f"tflite_threads {self.tflite_threads}: counts must be >= 1")
-
-
-def parse_input_size(text: str) -> tuple[int, int]:
-    """``"384"`` -> (384, 384); ``"384x512"`` -> (384, 512) (height x width)."""
-    return parse_size(text, what="input size")
 
 
 def parse_thread_counts(text: str) -> tuple[int, ...]:
@@ -361,7 +355,7 @@ def run_benchmark(settings: BenchmarkSettings,
 __all__ = ["PRECISIONS", "RESULTS_MARKER", "BenchmarkResult", "BenchmarkSettings",
            "build_benchmark_model", "command_line", "cpu_name", "default_section_name",
            "dtype_policy", "export_tflite_for_timing", "fractions_of_limit",
-           "inference_function", "median_seconds", "parse_input_size", "parse_thread_counts",
+           "inference_function", "median_seconds", "parse_thread_counts",
            "peak_rss_megabytes", "reachable_flop_rate", "result_markdown", "run_benchmark",
            "time_inference", "time_tflite", "time_training", "update_results_section",
            "write_json"]

@@ -38,7 +38,6 @@ import contextlib
 import csv
 import heapq
 import io
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +52,7 @@ from pixelwise.data.spec import DatasetSpec
 from pixelwise.inference import average_probabilities, class_map_of, predict_probabilities
 from pixelwise.losses import build_loss, per_image_loss
 from pixelwise.metrics import ConfusionMatrix, scores
+from pixelwise.io import read_json
 from pixelwise.runs import (
     EVALUATION_DIR,
     RunFolder,
@@ -402,12 +402,8 @@ def evaluate_run(run_dir: str | Path, *, split: str | None = None,
 
 
 def read_metrics(path: str | Path) -> dict:
-    """A metrics.json written by ``evaluate_run``."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: cannot read the metrics: {error}") from error
+    """A metrics.json written by ``evaluate_run``; ValueError naming a missing or damaged one."""
+    return read_json(path, what="metrics file (pixelwise evaluate writes it)")
 
 
 __all__ = ["COLLAPSE_MARGIN", "Evaluation", "HardestImages", "MULTI_SCALES", "RESOLUTIONS",
