@@ -50,9 +50,9 @@ from tqdm import tqdm
 
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.inference import average_probabilities, class_map_of, predict_probabilities
+from pixelwise.io import read_json
 from pixelwise.losses import build_loss, per_image_loss
 from pixelwise.metrics import ConfusionMatrix, scores
-from pixelwise.io import read_json
 from pixelwise.runs import (
     EVALUATION_DIR,
     RunFolder,
