@@ -424,3 +424,19 @@ def test_cli_predicts_with_a_tflite_model(tmp_path, exports):
         assert (tmp_path / "out" / f"{name}_overlay.png").is_file()
     result = CliRunner().invoke(cli, ["predict", str(images / "wide.png"), str(images)])
     assert result.exit_code != 0 and "give a run folder or a .tflite model" in result.output
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.1, 0.02])
+def test_a_truncated_tflite_is_named_not_a_struct_error(exports, tmp_path, keep):
+    """Issue 16: a .tflite cut short raised struct.error from the metadata reader."""
+    data = exports["blob_float32"].read_bytes()
+    damaged = tmp_path / "cut.tflite"
+    damaged.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(ValueError, match=r"cut.tflite: .*(damaged|cannot load|not a TFLite)"):
+        TFLiteSegmenter(damaged)
+    from pixelwise.cli import cli
+
+    Image.new("RGB", (SIZE, SIZE)).save(tmp_path / "frame.png")
+    result = CliRunner().invoke(cli, ["predict", str(damaged), str(tmp_path / "frame.png")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cut.tflite" in result.output

@@ -9,6 +9,7 @@ entries ``pixelwise_dataset`` and ``pixelwise_export``), so nothing beside it is
 from __future__ import annotations
 
 import json
+import struct
 import warnings
 from pathlib import Path
 
@@ -52,12 +53,16 @@ def read_tflite_metadata(path: str | Path) -> dict[str, bytes]:
         raise ValueError(f"{path}: not a TFLite model (no TFL3 flatbuffer identifier)")
     model = schema.Model.GetRootAs(data, 0)
     entries = {}
-    for index in range(model.MetadataLength()):
-        item = model.Metadata(index)
-        buffer = model.Buffers(item.Buffer())
-        entries[metadata_text(item.Name())] = (buffer.DataAsNumpy().tobytes()
-                                               if buffer is not None and buffer.DataLength()
-                                               else b"")
+    try:
+        for index in range(model.MetadataLength()):
+            item = model.Metadata(index)
+            buffer = model.Buffers(item.Buffer())
+            entries[metadata_text(item.Name())] = (buffer.DataAsNumpy().tobytes()
+                                                   if buffer is not None and buffer.DataLength()
+                                                   else b"")
+    except (struct.error, IndexError, ValueError, TypeError) as error:
+        raise ValueError(f"{path}: a damaged TFLite model ({len(data):,} bytes; truncated or "
+                         f"overwritten: {error}); export it again") from None
     return entries
 
 
@@ -84,10 +89,14 @@ def make_interpreter(model_path: str | Path, *, num_threads: int | None = None):
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
-        interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)
-    interpreter.allocate_tensors()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f"{model_path}: the TFLite interpreter cannot load it ({error}); "
+                         f"export it again") from None
     return interpreter
 
 
