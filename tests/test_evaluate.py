@@ -204,6 +204,11 @@ def test_predict_images_of_any_size_writes_class_maps_and_overlays(tmp_path):
         assert label_map.max() < SPEC.num_classes
         with Image.open(item.overlay_path) as image:
             assert image.mode == "RGB" and image.size[::-1] == label_map.shape
+            drawn = np.asarray(image)
+        # The overlay carries a legend of the classes present at its top left.
+        plain = overlay(np.asarray(Image.open(item.image_path).convert("RGB")), label_map, SPEC)
+        assert not np.array_equal(drawn[:8, :8], plain[:8, :8])
+        assert np.array_equal(drawn[-3:, -3:], plain[-3:, -3:])
         # The class map is the argmax of the model's own logits on the unpadded pixels.
         image = np.asarray(Image.open(item.image_path).convert("RGB"), np.float32)
         expected = np.argmax(np.asarray(model(image[None]))[0], axis=-1)

@@ -2,7 +2,7 @@
 
     predict_run("runs/voc", ["photo.jpg", "holiday/"], "out/")
     # out/photo.png          palette PNG: the class index of every pixel
-    # out/photo_overlay.png  the image blended with the class colours
+    # out/photo_overlay.png  the image blended with the class colours, with a legend
 
     predict_images(Segmenter.from_path("runs/voc/best.keras"), paths, "out/")
     predict_tflite("runs/voc/export/model_int8.tflite", ["photo.jpg"], "out/")
@@ -41,11 +41,11 @@ from tqdm import tqdm
 
 from pixelwise.data.images import OversizedImageError, open_image
 from pixelwise.data.palette import write_label
-from pixelwise.drivable import DEFAULT_SAFETY, draw_drivable, drivable_mask
+from pixelwise.drivable import DEFAULT_SAFETY, drivable_mask
 from pixelwise.inference import DEFAULT_MAX_PIXELS, KerasSegmenter, Segmenter, TFLiteSegmenter
 from pixelwise.io import write_atomically
 from pixelwise.runs import PREDICTIONS_DIR, RunFolder
-from pixelwise.video.drawing import OVERLAY_ALPHA, overlay
+from pixelwise.video.drawing import OVERLAY_ALPHA, annotated_overlay, overlay
 from pixelwise.video.sources import VIDEO_SUFFIXES
 from pixelwise.video.writer import mask_image, probability_image
 
@@ -158,11 +158,10 @@ def predict_images(segmenter: Segmenter, paths: Sequence[str | Path], out_dir: s
         label_map = prediction.class_map.astype(np.uint8)
         label_path = out_dir / f"{path.stem}.png"
         write_atomically(label_path, lambda temporary: write_label(temporary, label_map, spec))
-        blended = overlay(image, label_map, spec)
+        mask = None if drivable is None else drivable_mask(prediction.drivable, safety)
+        blended = annotated_overlay(image, label_map, spec, drivable_mask=mask, safety=safety)
         drivable_paths: tuple[Path, ...] = ()
-        if drivable is not None:
-            mask = drivable_mask(prediction.drivable, safety)
-            blended = draw_drivable(blended, mask)
+        if mask is not None:
             drivable_paths = write_drivable(out_dir, path.stem, prediction.drivable, mask,
                                             drivable_format)
         overlay_path = save_png(out_dir / f"{path.stem}_overlay.png", Image.fromarray(blended))
