@@ -96,7 +96,9 @@ def main() -> None:
     parser.add_argument("--time-budget", default="3h")
     parser.add_argument("--skip-training", action="store_true",
                         help="Evaluate, export and time the run as it is.")
-    parser.add_argument("--repeats", type=int, default=50, help="Timed frames per thread count.")
+    parser.add_argument("--repeats", type=int, default=50,
+                        help="Timed frames per thread count (0: no timing, e.g. while "
+                             "something else runs).")
     parser.add_argument("--score-split", default="test",
                         help="Where the scores come from: test for the final model only; val "
                              "while choosing a recipe.")
@@ -149,8 +151,10 @@ def main() -> None:
         "per_class_iou": {row["name"]: row["iou"] for row in metrics["per_class"]},
         "int8_mean_iou": check.get("export_mean_iou"),
         "int8_keras_mean_iou_on_check": check.get("keras_mean_iou"),
-        "int8_ms_1_thread": latency_ms(int8_path, frames, 1, arguments.repeats),
-        "int8_ms_2_threads": latency_ms(int8_path, frames, 2, arguments.repeats),
+        "int8_ms_1_thread": (latency_ms(int8_path, frames, 1, arguments.repeats)
+                             if arguments.repeats else None),
+        "int8_ms_2_threads": (latency_ms(int8_path, frames, 2, arguments.repeats)
+                              if arguments.repeats else None),
         "int8_bytes": int8_path.stat().st_size,
         "parameters": load_model(folder.best_model_path, compile=False).count_params(),
         "training_seconds": state.get("train_seconds"),
@@ -173,6 +177,10 @@ def main() -> None:
     print(f"wrote section {section} of {arguments.results}")
 
 
+def _ms(value: float | None) -> str:
+    return "not timed" if value is None else f"{value:.1f}"
+
+
 def results_markdown(figures: dict) -> str:
     per_class = figures.get("per_class_iou") or {}
     rows = "\n".join(f"| {name} | {100 * value:.1f}% |" for name, value in per_class.items()
@@ -187,8 +195,8 @@ def results_markdown(figures: dict) -> str:
         f"{100 * figures['keras_mean_iou']:.1f}% |\n"
         f"| {figures['split']} mean IoU, int8 TFLite, 360 x 480 | "
         f"{100 * figures['int8_mean_iou']:.1f}% |\n"
-        f"| int8 ms per frame, 1 thread | {figures['int8_ms_1_thread']:.1f} |\n"
-        f"| int8 ms per frame, 2 threads | {figures['int8_ms_2_threads']:.1f} |\n"
+        f"| int8 ms per frame, 1 thread | {_ms(figures['int8_ms_1_thread'])} |\n"
+        f"| int8 ms per frame, 2 threads | {_ms(figures['int8_ms_2_threads'])} |\n"
         f"| int8 model size | {figures['int8_bytes'] / 1e6:.2f} MB |\n"
         f"| parameters | {figures['parameters']:,} |\n"
         f"| epochs, training wall time | {figures['epochs']}, "

@@ -36,7 +36,7 @@ Exports run through :mod:`pixelwise.inference` (``SavedModelSegmenter``,
 model. Models trained under mixed precision are rebuilt in float32 for export
 (:func:`float32_model`).
 
-The check (:func:`check_export`) runs the Keras model and the export on the same held-out
+The check (:func:`check_export`) runs the Keras model and the export on the same
 images and compares: the share of pixels given the same class, and each one's mean IoU
 against the labels. Float32 and float16 exports must agree on >= 99.5% of the pixels; an
 int8 export may lose at most 1 mean-IoU point against the Keras float32 model. Falling

@@ -1,5 +1,5 @@
 """The agreement check: an export against the Keras model it came from, on the same
-held-out images (see :func:`check_export`)."""
+images (see :func:`check_export`)."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ class AgreementReport:
             bounds.append(f"mIoU drop <= {100 * self.thresholds.max_mean_iou_drop:.2f} points")
         lines = [
             f"check of {self.export_path} ({self.quantize}) against the Keras model on "
-            f"{self.num_images} held-out image(s):",
+            f"{self.num_images} image(s):",
             f"  pixels with the same class: {100 * self.pixel_agreement:.3f}% "
             f"({self.agreeing_pixels} of {self.num_pixels})",
             f"  mean IoU: Keras {100 * self.keras_mean_iou:.2f}%, export "
@@ -123,7 +123,7 @@ def check_export(model: keras.Model, spec: DatasetSpec, exported, examples: Iter
                  quantize: str | None = None, thresholds: CheckThresholds | None = None,
                  input_multiple: int = 16, jit_compile: bool = False,
                  raise_on_failure: bool = True) -> AgreementReport:
-    """Compare an export with the Keras model it came from on held-out images.
+    """Compare an export with the Keras model it came from on the same images.
 
     Args:
         model: the Keras model (float32 reference).

@@ -1,5 +1,5 @@
 """``pixelwise export`` on a run folder: export its best model, then check the export on
-the run's held-out split (:func:`export_run`)."""
+a split of the run's data, its test split by default (:func:`export_run`)."""
 
 from __future__ import annotations
 
