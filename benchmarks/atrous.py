@@ -87,6 +87,20 @@ def forward_backward_step(formulation, rate: int):
     return step
 
 
+def interleaved_seconds(steps: dict, inputs, kernel, *, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each ``steps[name](inputs, kernel)`` (gradients fetched), ``repeats``
+    times, every repeat running each step once in a shuffled order."""
+    seconds = {name: [] for name in steps}
+    order = list(steps)
+    for _ in range(repeats):
+        random.shuffle(order)
+        for name in order:
+            start = time.perf_counter()
+            _ = [np.asarray(gradient) for gradient in steps[name](inputs, kernel)]
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
 def time_formulations(*, batch: int, size: int, in_channels: int, out_channels: int,
                       rate: int, names: list[str], repeats: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
@@ -102,15 +116,7 @@ def time_formulations(*, batch: int, size: int, in_channels: int, out_channels: 
             if error > 1e-3 * float(np.abs(np.asarray(reference)).max()):
                 raise AssertionError(f"{name} differs from {names[0]} by {error}")
         steps[name](inputs, kernel)  # trace and warm up
-    seconds = {name: [] for name in names}
-    order = list(names)
-    for _ in range(repeats):
-        random.shuffle(order)
-        for name in order:
-            start = time.perf_counter()
-            gradients = steps[name](inputs, kernel)
-            _ = [np.asarray(gradient) for gradient in gradients]
-            seconds[name].append(time.perf_counter() - start)
+    seconds = interleaved_seconds(steps, inputs, kernel, repeats=repeats)
     medians = {name: statistics.median(times) for name, times in seconds.items()}
     dense_share = tapwise_multiply_adds(size, size, (3, 3), (rate, rate)) / (9 * size * size)
     return {"batch": batch, "size": size, "in_channels": in_channels,

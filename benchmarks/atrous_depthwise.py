@@ -30,16 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import sys
-import time
 
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from atrous import forward_backward_step  # benchmarks/ is the script's folder
+from atrous import forward_backward_step, interleaved_seconds  # benchmarks/: the script's folder
 from pixelwise.models.layers import space_to_batch_convolution
 
 
@@ -89,14 +87,7 @@ def time_case(*, batch: int, channels: int, height: int, width: int, rate: int,
                 raise AssertionError(f"{name} differs from tf_dilated by {error}")
         steps[name] = forward_backward_step(formulation, 1 if name == "dense" else rate)
         steps[name](inputs, kernel)  # trace and warm up
-    seconds = {name: [] for name in steps}
-    order = list(steps)
-    for _ in range(repeats):
-        random.shuffle(order)
-        for name in order:
-            start = time.perf_counter()
-            _ = [np.asarray(gradient) for gradient in steps[name](inputs, kernel)]
-            seconds[name].append(time.perf_counter() - start)
+    seconds = interleaved_seconds(steps, inputs, kernel, repeats=repeats)
     return {"batch": batch, "channels": channels, "height": height, "width": width,
             "rate": rate,
             "median_ms": {name: round(1000 * statistics.median(times), 2)
