@@ -107,8 +107,21 @@ def test_cli_model_summary_prints_the_library_figures():
     assert f"({multiply_adds:,}) per image" in result.output
 
 
+def test_cli_model_summary_pads_a_size_off_the_stride():
+    """A camera's native size (CamVid's 360 x 480 at stride 16) is summarised at the size
+    the model runs it at, padded as predict and export pad it."""
+    result = CliRunner().invoke(cli, ["model", "summary", "deeplabv3", "--backbone",
+                                      "mobilenetv2", "--width-multiplier", "0.35",
+                                      "--num-classes", "5", "--input-size", "60x100"])
+    assert result.exit_code == 0, result.output
+    assert "padded          60 x 100 runs as 64 x 112 (multiples of the stride, 16)" in \
+        result.output
+    model = build_model("deeplabv3", num_classes=5, backbone="mobilenetv2",
+                        width_multiplier=0.35)
+    assert f"({count_multiply_adds(model, (64, 112)):,}) per image" in result.output
+
+
 @pytest.mark.parametrize("arguments, message", [
-    (["deeplabv3", "--input-size", "100"], "multiples of 16; use e.g. 96"),
     (["deeplabv3", "--input-size", "big"], "'big': expected S or HxW"),
     (["fcn"], "unknown model 'fcn'"),
 ])

@@ -32,15 +32,15 @@ def model_summary(name: str, input_size: tuple[int, int], backbone: str,
                   output_stride: int | None, num_classes: int, width_multiplier: float,
                   multi_grid: bool) -> None:
     """Parameters and multiply-adds of model NAME (deeplabv3, deeplabv3plus, unet)."""
-    from pixelwise.models import build_model, measure_model
+    from pixelwise.models import summarize_model
     from pixelwise.run_options import MULTI_GRID
 
     with reported(ValueError):
-        built = build_model(
-            name, num_classes=num_classes, input_shape=(*input_size, 3), backbone=backbone,
+        lines = summarize_model(
+            name, input_size=input_size, num_classes=num_classes, backbone=backbone,
             output_stride=output_stride, width_multiplier=width_multiplier,
             multi_grid=MULTI_GRID if multi_grid else None)
-    for line in measure_model(built, input_size).lines():
+    for line in lines:
         click.echo(line)
 
 

@@ -96,6 +96,25 @@ def build_model(
     return entry.builder(**arguments)
 
 
+def summarize_model(name: str, *, input_size: Sequence[int], **options: Any) -> list[str]:
+    """Lines describing model ``name`` (parameters, multiply-adds) for images of
+    ``input_size``; a size off the model's stride (a camera's 360 x 480 at 16) is measured
+    at the padded size the model runs at (as predict and export pad), and says so.
+    ``options`` go to :func:`build_model`."""
+    from pixelwise.io import round_up
+    from pixelwise.models.registry import input_multiple
+
+    height, width = (int(side) for side in input_size)
+    multiple = input_multiple(name, options.get("output_stride"))
+    padded = (round_up(height, multiple), round_up(width, multiple))
+    model = build_model(name, input_shape=(*padded, 3), **options)
+    lines = measure_model(model, padded).lines()
+    if padded != (height, width):
+        lines.insert(1, f"padded          {height} x {width} runs as {padded[0]} x {padded[1]} "
+                        f"(multiples of the stride, {multiple})")
+    return lines
+
+
 def load_model(path: str | os.PathLike, *, compile: bool = True) -> keras.Model:
     """Load a model saved with ``model.save(path)`` (``.keras``), with safe mode on."""
     path = Path(path)
