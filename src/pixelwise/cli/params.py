@@ -11,38 +11,28 @@ import click
 from pixelwise.io import parse_duration, parse_size
 
 
-class SizeType(click.ParamType):
-    """``S`` or ``HxW`` -> (height, width), through :func:`pixelwise.io.parse_size`."""
+class ParsedType(click.ParamType):
+    """A flag's text turned into a value by a library parser; its ValueError becomes click's
+    parameter error. A value of ``parsed_types`` (a default already parsed) passes as is."""
 
-    name = "size"
+    def __init__(self, name: str, parse: Callable[[str], object],
+                 parsed_types: tuple[type, ...]) -> None:
+        self.name = name
+        self._parse = parse
+        self._parsed_types = parsed_types
 
     def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
+        if isinstance(value, self._parsed_types):
             return value
         try:
-            return parse_size(value)
+            return self._parse(value)
         except ValueError as error:
             self.fail(str(error), param, ctx)
 
 
-SIZE = SizeType()
-
-
-class DurationType(click.ParamType):
-    """``3h``, ``2h30m``, ``90m`` or seconds -> seconds, through :func:`pixelwise.io.parse_duration`."""
-
-    name = "duration"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            return parse_duration(value)
-        except ValueError as error:
-            self.fail(str(error), param, ctx)
-
-
-DURATION = DurationType()
+# ``S`` or ``HxW`` -> (height, width); ``3h``, ``2h30m``, ``90m`` or seconds -> seconds.
+SIZE = ParsedType("size", parse_size, (tuple,))
+DURATION = ParsedType("duration", parse_duration, (int, float))
 
 
 class LibraryChoice(click.Choice):
