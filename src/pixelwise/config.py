@@ -40,7 +40,7 @@ CONFIG_VERSION = 1
 
 RECIPES = ("textbook", "paper", "adamw_cosine")
 MIXED_PRECISION_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
-CLASS_WEIGHTINGS = ("per_image", "median_frequency", "none")
+CLASS_WEIGHTINGS = ("per_image", "median_frequency", "sqrt_median_frequency", "none")
 # How the learning rate follows the global batch (see pixelwise.distribute).
 LR_SCALINGS = ("linear", "sqrt", "none")
 # The recipes' defaults where a field is left None.
@@ -101,7 +101,10 @@ class ModelConfig:
         width_multiplier: MobileNetV2's alpha.
         dropout: dropout before the classifier.
         aspp_filters: DeepLab ASPP channels (None: 256, as in the paper).
-        aspp_rates: DeepLab ASPP atrous rates (None: (6, 12, 18) x 16 / output stride).
+        aspp_rates: DeepLab ASPP atrous rates (None: (6, 12, 18) x 16 / output stride);
+            () keeps only the 1x1 and image-pooling branches (DeepLab's mobile setting).
+        low_level_filters, decoder_filters: DeepLab v3+ decoder channels (None: 48 and
+            256, as in the paper); small values make a light decoder for real time.
         bn_momentum: momentum of every BatchNormalization layer's moving statistics.
             Keras's 0.99 suits long runs; short from-scratch runs need less (0.9), or the
             moving statistics lag behind the weights and inference-mode scores collapse.
@@ -116,6 +119,8 @@ class ModelConfig:
     dropout: float = 0.1
     aspp_filters: int | None = None
     aspp_rates: tuple[int, ...] | None = None
+    low_level_filters: int | None = None
+    decoder_filters: int | None = None
     bn_momentum: float = 0.99
 
     def __post_init__(self) -> None:
@@ -128,6 +133,14 @@ class ModelConfig:
         if self.name == "unet" and (self.aspp_filters is not None or self.aspp_rates is not None):
             raise ValueError("model.aspp_filters and model.aspp_rates apply to the DeepLab "
                              "models only; leave them unset for unet")
+        decoder_set = self.low_level_filters is not None or self.decoder_filters is not None
+        if decoder_set and self.name != "deeplabv3plus":
+            raise ValueError("model.low_level_filters and model.decoder_filters apply to "
+                             f"deeplabv3plus only; leave them unset for {self.name}")
+        for name in ("low_level_filters", "decoder_filters"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"model.{name} must be at least 1, got {value}")
 
     @property
     def input_multiple(self) -> int:
@@ -145,8 +158,9 @@ class ModelConfig:
             width_multiplier=self.width_multiplier, dropout=self.dropout)
         if self.aspp_filters is not None:
             options["aspp_filters"] = self.aspp_filters
-        if self.aspp_rates is not None:
-            options["aspp_rates"] = self.aspp_rates
+        for name in ("aspp_rates", "low_level_filters", "decoder_filters"):
+            if getattr(self, name) is not None:
+                options[name] = getattr(self, name)
         return options
 
 
@@ -174,7 +188,9 @@ class TrainConfig:
             (textbook recipe; 0: never stop early).
         loss: a name from ``pixelwise.losses.LOSS_NAMES`` ("ce_dice" by default).
         class_weighting: "per_image" (the loss's own per-image weights), "median_frequency"
-            (from the training split's pixel counts) or "none" (all classes weigh 1).
+            (from the training split's pixel counts), "sqrt_median_frequency" (their square
+            roots: rare classes still count more, without being pushed onto their
+            neighbours) or "none" (all classes weigh 1).
         seed: seeds the weights' initialisation, the shuffle order and the augmentation.
         mixed_precision: None, "float16" or "bfloat16".
         jit_compile: compile the training step with XLA (slow to train on CPUs, see

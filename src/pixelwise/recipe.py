@@ -11,6 +11,7 @@ under the caller's dtype policy and distribution strategy scope.
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from pixelwise import distribute
 from pixelwise.config import RunConfig
@@ -82,12 +83,14 @@ def build_optimizer(config: RunConfig, steps_per_epoch: int,
 
 
 def build_training_loss(config: RunConfig, source: DataSource, spec: DatasetSpec):
-    """The configured loss, with median-frequency class weights from the training split
-    when asked for."""
+    """The configured loss, with median-frequency class weights (or their square roots)
+    from the training split when asked for."""
     class_weights = None
-    if config.train.class_weighting == "median_frequency":
+    weighting = config.train.class_weighting
+    if weighting in ("median_frequency", "sqrt_median_frequency"):
         counts = source.class_pixel_counts(config.data.train_split, config.data.split_seed)
-        class_weights = median_frequency_weights(counts).tolist()
+        weights = median_frequency_weights(counts)
+        class_weights = (np.sqrt(weights) if weighting.startswith("sqrt") else weights).tolist()
     elif config.train.class_weighting == "none":
         class_weights = [1.0] * spec.num_classes
     return build_loss(config.train.loss, num_classes=spec.num_classes,

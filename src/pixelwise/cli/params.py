@@ -30,9 +30,26 @@ class ParsedType(click.ParamType):
             self.fail(str(error), param, ctx)
 
 
-# ``S`` or ``HxW`` -> (height, width); ``3h``, ``2h30m``, ``90m`` or seconds -> seconds.
+def parse_rates(text: str) -> tuple[int, ...]:
+    """``6,12,18`` -> (6, 12, 18); ``none`` -> () (no atrous branch)."""
+    text = str(text).strip()
+    if text.lower() == "none":
+        return ()
+    try:
+        rates = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"{text!r}: give rates as whole numbers separated by commas "
+                         f"(e.g. 6,12,18), or none") from None
+    if any(rate < 1 for rate in rates):
+        raise ValueError(f"{text!r}: atrous rates must be at least 1")
+    return rates
+
+
+# ``S`` or ``HxW`` -> (height, width); ``3h``, ``2h30m``, ``90m`` or seconds -> seconds;
+# ``6,12,18`` or ``none`` -> atrous rates.
 SIZE = ParsedType("size", parse_size, (tuple,))
 DURATION = ParsedType("duration", parse_duration, (int, float))
+RATES = ParsedType("rates", parse_rates, (tuple,))
 
 
 class LibraryChoice(click.Choice):

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from pixelwise.cli.root import cli
-from pixelwise.cli.params import DURATION, SIZE, library_choice, registry_choice, reported
+from pixelwise.cli.params import DURATION, RATES, SIZE, library_choice, registry_choice, reported
 from pixelwise.config import (
     CLASS_WEIGHTINGS,
     LR_SCALINGS,
@@ -44,6 +44,13 @@ from pixelwise.run_options import NO_MIXED_PRECISION
               help="ResNet50 conv5 rates x (1, 2, 4).")
 @click.option("--aspp-filters", default=None, type=click.IntRange(min=1),
               help="DeepLab ASPP channels (default 256).")
+@click.option("--aspp-rates", default=None, type=RATES,
+              help="DeepLab ASPP atrous rates, e.g. 6,12,18 (the default at stride 16), or "
+                   "none for only the 1x1 and image-pooling branches (fast on phones).")
+@click.option("--low-level-filters", default=None, type=click.IntRange(min=1),
+              help="DeepLab v3+ decoder: channels of the 1/4-resolution features (default 48).")
+@click.option("--decoder-filters", default=None, type=click.IntRange(min=1),
+              help="DeepLab v3+ decoder: channels of its two 3x3 convs (default 256).")
 @click.option("--dropout", default=ModelConfig.dropout, show_default=True,
               type=click.FloatRange(0, 1, max_open=True))
 @click.option("--bn-momentum", default=ModelConfig.bn_momentum, show_default=True,
