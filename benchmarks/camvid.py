@@ -40,13 +40,14 @@ TEST_SIZE = (360, 480)  # CamVid's frames; scored at this size
 SECTION = "camvid_toy"
 
 # The toy recipe: what `pixelwise train` is given (flag -> value).
-TOY_RECIPE = {
-    "--model": "deeplabv3", "--backbone": "mobilenetv2", "--width-multiplier": "1.0",
-    "--backbone-weights": "none", "--aspp-filters": "128", "--input-size": "256x256",
+TOY_RECIPE = {  # recipe 3 of RESULTS.md's CamVid log
+    "--model": "deeplabv3plus", "--backbone": "mobilenetv2", "--width-multiplier": "1.0",
+    "--backbone-weights": "none", "--aspp-filters": "96", "--aspp-rates": "none",
+    "--low-level-filters": "24", "--decoder-filters": "48", "--input-size": "320x320",
     "--val-resolution": "original", "--batch-size": "16", "--recipe": "adamw_cosine",
     "--learning-rate": "0.002", "--weight-decay": "0.05", "--loss": "ce_dice",
-    "--class-weighting": "median_frequency", "--augment": "deeplab",
-    "--mixed-precision": "bfloat16", "--bn-momentum": "0.9", "--epochs": "100",
+    "--class-weighting": "sqrt_median_frequency", "--augment": "deeplab",
+    "--mixed-precision": "bfloat16", "--bn-momentum": "0.9", "--epochs": "140",
 }
 
 
@@ -160,6 +161,7 @@ def main() -> None:
         "training_seconds": state.get("train_seconds"),
         "epochs": state.get("epochs_done"),
         "recipe": recipe,
+        "model": json.loads(folder.config_path.read_text())["model"],
         "load_average": os.getloadavg()[0],
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "command": command_line(arguments),
@@ -187,7 +189,8 @@ def results_markdown(figures: dict) -> str:
                      if value is not None)
     training = figures["training_seconds"]
     return (
-        f"### CamVid toy model (DeepLab v3, MobileNetV2, from scratch)\n\n"
+        f"### CamVid toy model ({figures['model']['name']}, {figures['model']['backbone']}, "
+        f"from scratch)\n\n"
         f"Measured {figures['date']}, load average {figures['load_average']:.2f} at the end. "
         f"Command: `{figures['command']}`\n\n"
         f"| figure | value |\n|---|---|\n"
