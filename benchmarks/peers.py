@@ -26,6 +26,17 @@ The peers live in their own environment, ``benchmarks/.venv-peers`` (git-ignored
 This script runs with the project's environment and starts each peer with the peers'
 Python (``--peer-python``); each peer runs this same file with ``--worker NAME``.
 
+With ``--like-run RUN`` ours is the architecture of a run folder (``pixelwise benchmark
+--like-run``: the CamVid toy model) and the peers default to torchvision's real-time
+models, ``lraspp_mobilenet_v3_large`` and ``deeplabv3_mobilenet_v3_large``, with the run's
+class count. ``--precision mixed_bfloat16`` runs ours under Keras's mixed policy and the
+torchvision peers under CPU autocast to bfloat16. ``--rounds N`` runs every model N times,
+each round starting one model further along; the table gives medians and the spread of
+the ratios (ours / peer: training and inference images/s, and batch-1 latency).
+
+    python benchmarks/peers.py --like-run runs/camvid-toy --input-size 320 --batch-size 16 \\
+        --rounds 2 --results benchmarks/RESULTS.md
+
 Full run (quiet machine; each training step at 384 takes seconds):
 
     python benchmarks/peers.py --input-size 384 --batch-size 8 --train-steps 3 \\
@@ -51,6 +62,8 @@ import time
 from pathlib import Path
 
 PEERS = ("torchvision_os16", "torchvision_os8", "keras_hub")
+# The real-time peers of a toy model (``--like-run``): torchvision's two MobileNetV3 heads.
+MOBILE_PEERS = ("torchvision_lraspp_mnv3", "torchvision_deeplabv3_mnv3")
 DEFAULT_PEER_PYTHON = Path(__file__).resolve().parent / ".venv-peers" / "bin" / "python"
 NUM_CLASSES = 21
 
@@ -72,31 +85,49 @@ def peak_rss_megabytes() -> float:
 
 # --- workers (run inside the peers' environment) ---------------------------------------
 
-def torchvision_model(output_stride: int):
+def torchvision_model(name: str, num_classes: int):
     import torch
     from torchvision.models import resnet50
     from torchvision.models._utils import IntermediateLayerGetter
-    from torchvision.models.segmentation import deeplabv3_resnet50
+    from torchvision.models.segmentation import (
+        deeplabv3_mobilenet_v3_large,
+        deeplabv3_resnet50,
+        lraspp_mobilenet_v3_large,
+    )
     from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
 
     torch.manual_seed(0)
-    if output_stride == 8:
-        return deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=NUM_CLASSES,
-                                  aux_loss=False)
+    untrained = dict(weights=None, weights_backbone=None, num_classes=num_classes)
+    if name == "torchvision_os8":
+        return deeplabv3_resnet50(**untrained, aux_loss=False)
+    if name == "torchvision_lraspp_mnv3":
+        return lraspp_mobilenet_v3_large(**untrained)
+    if name == "torchvision_deeplabv3_mnv3":
+        return deeplabv3_mobilenet_v3_large(**untrained, aux_loss=False)
     backbone = resnet50(weights=None, replace_stride_with_dilation=[False, False, True])
     features = IntermediateLayerGetter(backbone, return_layers={"layer4": "out"})
-    head = DeepLabHead(2048, NUM_CLASSES, atrous_rates=(6, 12, 18))
+    head = DeepLabHead(2048, num_classes, atrous_rates=(6, 12, 18))
     return DeepLabV3(features, head, aux_classifier=None)
 
 
-def run_torchvision(output_stride: int, settings: dict) -> dict:
+def run_torchvision(name: str, settings: dict) -> dict:
+    """One torchvision model's figures; with ``precision`` mixed_bfloat16 its forward (and
+    the loss) run under CPU autocast to bfloat16, as ours under Keras's mixed policy."""
+    import contextlib
+
     import torch
 
     torch.set_num_threads(os.cpu_count())
     height, width = settings["input_size"]
     batch = settings["batch_size"]
-    model = torchvision_model(output_stride).to(memory_format=torch.channels_last)
+    num_classes = settings["num_classes"]
+    model = torchvision_model(name, num_classes).to(memory_format=torch.channels_last)
     generator = torch.Generator().manual_seed(0)
+    mixed = settings["precision"] == "mixed_bfloat16"
+
+    def autocast():
+        return (torch.autocast("cpu", dtype=torch.bfloat16) if mixed
+                else contextlib.nullcontext())
 
     def images(count):
         return (torch.rand(count, 3, height, width, generator=generator) * 2 - 1).contiguous(
@@ -104,7 +135,7 @@ def run_torchvision(output_stride: int, settings: dict) -> dict:
 
     single, batched = images(1), images(batch)
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast():
         latency = median_seconds(lambda: model(single)["out"],
                                  repeats=settings["latency_repeats"], warmup=settings["warmup"])
         batch_seconds = median_seconds(lambda: model(batched)["out"],
@@ -114,12 +145,13 @@ def run_torchvision(output_stride: int, settings: dict) -> dict:
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     criterion = torch.nn.CrossEntropyLoss(ignore_index=255)
-    labels = torch.randint(0, NUM_CLASSES, (batch, height, width), generator=generator)
+    labels = torch.randint(0, num_classes, (batch, height, width), generator=generator)
     train_images = images(batch)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss = criterion(model(train_images)["out"], labels)
+        with autocast():
+            loss = criterion(model(train_images)["out"], labels)
         loss.backward()
         optimizer.step()
         return loss.item()
@@ -192,13 +224,11 @@ def run_keras_hub(settings: dict) -> dict:
 
 
 def run_worker(name: str, settings: dict) -> dict:
-    if name == "torchvision_os16":
-        return run_torchvision(16, settings)
-    if name == "torchvision_os8":
-        return run_torchvision(8, settings)
+    if name.startswith("torchvision_") and name in PEERS + MOBILE_PEERS:
+        return run_torchvision(name, settings)
     if name == "keras_hub":
         return run_keras_hub(settings)
-    raise ValueError(f"unknown peer {name!r}; choose from {', '.join(PEERS)}")
+    raise ValueError(f"unknown peer {name!r}; choose from {', '.join(PEERS + MOBILE_PEERS)}")
 
 
 # --- the driver (runs in the project's environment) -------------------------------------
@@ -206,7 +236,10 @@ def run_worker(name: str, settings: dict) -> dict:
 def run_ours(settings: dict, folder: Path) -> dict:
     json_path = folder / "ours.json"
     height, width = settings["input_size"]
-    command = [sys.executable, "-m", "pixelwise", "benchmark", "deeplabv3",
+    architecture = (["--like-run", settings["like_run"]] if settings["like_run"]
+                    else ["deeplabv3"])
+    command = [sys.executable, "-m", "pixelwise", "benchmark", *architecture,
+               "--precision", settings["precision"],
                "--input-size", f"{height}x{width}", "--batch-size", str(settings["batch_size"]),
                "--latency-repeats", str(settings["latency_repeats"]),
                "--throughput-repeats", str(settings["throughput_repeats"]),
@@ -228,31 +261,76 @@ def run_peer(name: str, settings: dict, peer_python: Path, folder: Path) -> dict
     return json.loads(json_path.read_text())
 
 
+RATIO_KINDS = ("training", "inference", "latency")
+
+
 def ratio_table(ours: dict, peers: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """ours / peer images/s (> 1: ours is faster) for training and inference."""
+    """ours over each peer (> 1: ours is faster): training and inference images/s, and
+    batch-1 latency (the peer's milliseconds over ours)."""
     table = {}
     for name, peer in peers.items():
         if "error" in peer:
             continue
         table[name] = {kind: ours[kind]["images_per_second"] / peer[kind]["images_per_second"]
                        for kind in ("training", "inference")}
+        table[name]["latency"] = (peer["inference"]["latency_ms"]
+                                  / ours["inference"]["latency_ms"])
     return table
 
 
+def median_result(rounds: list[dict]) -> dict:
+    """One model's figures over the rounds: medians of the speeds, the highest peak
+    memory; the first round's other fields."""
+    good = [result for result in rounds if "error" not in result]
+    if not good:
+        return rounds[0]
+    merged = dict(good[0])
+    merged["inference"] = {key: statistics.median(r["inference"][key] for r in good)
+                           for key in ("latency_ms", "images_per_second")}
+    merged["training"] = {key: statistics.median(r["training"][key] for r in good)
+                          for key in ("step_seconds", "images_per_second")}
+    merged["memory_mb"] = {key: max(r["memory_mb"][key] for r in good)
+                           for key in ("after_inference", "after_training")}
+    return merged
+
+
+def ratio_spread(per_round: list[dict]) -> dict[str, dict[str, list[float]]]:
+    """Per peer and kind: [median, lowest, highest] of the rounds' ratios."""
+    spread = {}
+    for name in per_round[0]:
+        spread[name] = {}
+        for kind in RATIO_KINDS:
+            values = [ratios[name][kind] for ratios in per_round if name in ratios]
+            spread[name][kind] = [statistics.median(values), min(values), max(values)]
+    return spread
+
+
+def _ratio_text(values: list[float]) -> str:
+    median, low, high = values
+    return f"{median:.2f}" if low == high else f"{median:.2f} ({low:.2f}-{high:.2f})"
+
+
 def markdown(settings: dict, ours: dict, peers: dict[str, dict], ratios: dict,
-             command: str) -> str:
+             command: str, rounds: int) -> str:
     height, width = settings["input_size"]
     environment = ours["environment"]
-    lines = [f"### Peers: DeepLab v3 ResNet-50, {height}x{width}, batch {settings['batch_size']}, "
-             "float32",
+    ours_name = (f"the model of {Path(settings['like_run']).name} "
+                 f"({ours['settings']['model']} / {ours['settings']['backbone']})"
+                 if settings["like_run"] else "DeepLab v3 ResNet-50")
+    lines = [f"### Peers: {ours_name}, {height}x{width}, batch {settings['batch_size']}, "
+             f"{settings['precision']}",
              "",
              f"{environment['cpu']} ({environment['cpu_count']} CPUs), load average "
-             f"{environment['load_average_before']} at the start. Command: `{command}`",
+             f"{environment['load_average_before']} at the start. "
+             f"{rounds} interleaved round(s): medians, and the ratios' lowest-highest "
+             f"in brackets. Command: `{command}`",
              "",
              "| model | parameters | inference batch 1 (ms) | inference (images/s) "
-             "| training (images/s) | peak RSS training (MB) | ours / it: training, inference |",
+             "| training (images/s) | peak RSS training (MB) "
+             "| ours / it: training; inference; batch-1 latency |",
              "| --- | --- | --- | --- | --- | --- | --- |",
-             f"| ours (pixelwise, OS 16, fused BN) | {ours['parameters']:,} | "
+             f"| ours (pixelwise, {ours['settings']['model']}, OS 16, fused BN) | "
+             f"{ours['parameters']:,} | "
              f"{ours['inference']['latency_ms']:.0f} | "
              f"{ours['inference']['images_per_second']:.2f} | "
              f"{ours['training']['images_per_second']:.2f} | "
@@ -267,7 +345,7 @@ def markdown(settings: dict, ours: dict, peers: dict[str, dict], ratios: dict,
             f"{peer['inference']['images_per_second']:.2f} | "
             f"{peer['training']['images_per_second']:.2f} | "
             f"{peer['memory_mb']['after_training']:.0f} | "
-            f"{ratio['training']:.2f}, {ratio['inference']:.2f} |")
+            + "; ".join(_ratio_text(ratio[kind]) for kind in RATIO_KINDS) + " |")
     return "\n".join(lines)
 
 
@@ -280,7 +358,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="one repeat of everything")
-    parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run ours and every peer this many times, interleaved")
+    parser.add_argument("--peers", default=None,
+                        help=f"comma-separated; default {','.join(PEERS)}, or with --like-run "
+                             f"{','.join(MOBILE_PEERS)}")
+    parser.add_argument("--like-run", default=None, type=Path,
+                        help="ours: the architecture of this run folder (e.g. the CamVid toy "
+                             "model) instead of DeepLab v3 ResNet-50")
+    parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"),
+                        help="mixed_bfloat16: ours under Keras's mixed policy, torchvision "
+                             "under CPU autocast")
     parser.add_argument("--peer-python", type=Path, default=DEFAULT_PEER_PYTHON)
     parser.add_argument("--json", dest="json_path", type=Path, default=None)
     parser.add_argument("--results", type=Path, default=None)
@@ -300,34 +388,55 @@ def main(argv: list[str] | None = None) -> int:
                 "latency_repeats": 1 if args.quick else args.latency_repeats,
                 "throughput_repeats": 1 if args.quick else args.throughput_repeats,
                 "train_steps": 1 if args.quick else args.train_steps,
-                "warmup": args.warmup}
-    names = [name for name in args.peers.split(",") if name]
-    unknown = sorted(set(names) - set(PEERS))
+                "warmup": args.warmup, "precision": args.precision,
+                "like_run": str(args.like_run.resolve()) if args.like_run else None,
+                "num_classes": NUM_CLASSES}
+    if args.like_run:
+        spec = json.loads((args.like_run / "pixelwise_dataset.json").read_text())
+        settings["num_classes"] = len(spec["class_names"])
+    default_peers = MOBILE_PEERS if args.like_run else PEERS
+    names = [name for name in (args.peers or ",".join(default_peers)).split(",") if name]
+    unknown = sorted(set(names) - set(PEERS + MOBILE_PEERS))
     if unknown:
-        parser.error(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEERS)}")
+        parser.error(f"unknown peer(s) {', '.join(unknown)}; choose from "
+                     f"{', '.join(PEERS + MOBILE_PEERS)}")
     if names and not args.peer_python.exists():
         parser.error(f"{args.peer_python}: no peers' Python; create the environment as the "
                      "docstring of benchmarks/peers.py says, or pass --peer-python")
+    models = ["ours", *names]
+    results = {name: [] for name in models}
     with tempfile.TemporaryDirectory() as folder:
-        ours = run_ours(settings, Path(folder))
-        peers = {name: run_peer(name, settings, args.peer_python, Path(folder))
-                 for name in names}
-    ratios = ratio_table(ours, peers)
+        for round_index in range(max(args.rounds, 1)):
+            # Each round starts one model further along: no model always runs first.
+            shift = round_index % len(models)
+            for name in models[shift:] + models[:shift]:
+                results[name].append(
+                    run_ours(settings, Path(folder)) if name == "ours"
+                    else run_peer(name, settings, args.peer_python, Path(folder)))
+    per_round = [ratio_table(results["ours"][index],
+                             {name: results[name][index] for name in names})
+                 for index in range(len(results["ours"]))]
+    ratios = ratio_spread(per_round) if names else {}
+    ours = median_result(results["ours"])
+    peers = {name: median_result(results[name]) for name in names}
     for name, ratio in ratios.items():
-        print(f"ours / {name}: training {ratio['training']:.2f}, "
-              f"inference {ratio['inference']:.2f}")
+        print(f"ours / {name}: " + "; ".join(f"{kind} {_ratio_text(ratio[kind])}"
+                                             for kind in RATIO_KINDS))
     if args.json_path:
         args.json_path.parent.mkdir(parents=True, exist_ok=True)
         args.json_path.write_text(json.dumps(
-            {"settings": settings, "ours": ours, "peers": peers, "ours_over_peer": ratios},
-            indent=2))
+            {"settings": settings, "ours": ours, "peers": peers, "ours_over_peer": ratios,
+             "rounds": results}, indent=2))
     if args.results:
         from pixelwise.benchmark import update_results_section
 
         command = shlex.join(["python", "benchmarks/peers.py", *(argv or sys.argv[1:])])
-        update_results_section(args.results, f"peers_{settings['input_size'][0]}x"
-                                             f"{settings['input_size'][1]}",
-                               markdown(settings, ours, peers, ratios, command))
+        size = f"{settings['input_size'][0]}x{settings['input_size'][1]}"
+        mode = f"_{args.like_run.name}" if args.like_run else ""
+        precision = "" if args.precision == "float32" else f"_{args.precision}"
+        update_results_section(args.results, f"peers{mode}_{size}{precision}",
+                               markdown(settings, ours, peers, ratios, command,
+                                        len(results["ours"])))
     return 0
 
 

@@ -97,3 +97,31 @@ def test_cli_benchmark_reports_bad_input_size():
     outcome = CliRunner().invoke(cli, ["benchmark", "deeplabv3", "--input-size", "40"])
     assert outcome.exit_code != 0
     assert "multiples of 16" in outcome.output
+
+
+def test_benchmark_like_a_run_builds_that_runs_architecture(tmp_path):
+    """--like-run measures a run folder's architecture (its light DeepLab v3+ head and its
+    dataset's class count), and refuses architecture flags beside it."""
+    from pixelwise.benchmark import build_benchmark_model, command_line, settings_like_run
+    from pixelwise.data.spec import DatasetSpec
+    from pixelwise.run_options import run_config_from_options
+
+    run = tmp_path / "run"
+    run.mkdir()
+    run_config_from_options(tmp_path, model="deeplabv3plus", backbone="mobilenetv2",
+                            width_multiplier=0.35, aspp_filters=16, aspp_rates=(),
+                            low_level_filters=8, decoder_filters=12).save(run / "config.json")
+    DatasetSpec(class_names=("road", "sky", "car"),
+                colors=((1, 1, 1), (2, 2, 2), (3, 3, 3)), ignore_label=11).save(
+        run / "pixelwise_dataset.json")
+    settings = settings_like_run(run, input_size=(32, 32), batch_size=2)
+    model = build_benchmark_model(settings)
+    assert model.output_shape[-1] == 3
+    assert model.get_layer("decoder_refine1_conv").filters == 12
+    assert not [layer for layer in model.layers if "atrous" in layer.name]
+    assert command_line(settings).startswith(f"pixelwise benchmark --like-run {run} ")
+
+    mixed = CliRunner().invoke(cli, ["benchmark", "unet", "--like-run", str(run)])
+    assert mixed.exit_code != 0 and "leave out name" in mixed.output
+    missing = CliRunner().invoke(cli, ["benchmark", "--like-run", str(tmp_path / "nothing")])
+    assert missing.exit_code == 1 and "config.json: missing" in missing.output

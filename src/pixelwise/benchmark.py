@@ -36,7 +36,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,10 @@ class BenchmarkSettings:
             (also skipped for mixed precision).
         matmul_size: side of the square float32 matrices of the FLOP-rate measurement;
             0 skips it (and the fractions of the limit).
+        model_options: more keyword arguments of ``build_model`` (``aspp_filters``,
+            ``aspp_rates``, ``low_level_filters``, ``decoder_filters``).
+        like_run: the run folder these settings copy the architecture of
+            (:func:`settings_like_run`), for the command line that reproduces them.
     """
 
     model: str = "deeplabv3"
@@ -96,6 +100,8 @@ class BenchmarkSettings:
     xla_inference: bool = False
     tflite_threads: tuple[int, ...] = (1, 2)
     matmul_size: int = 4096
+    model_options: dict[str, Any] = field(default_factory=dict)
+    like_run: str | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -110,6 +116,31 @@ class BenchmarkSettings:
             raise ValueError("warmup and matmul_size must not be negative")
         if any(threads < 1 for threads in self.tflite_threads):
             raise ValueError(f"tflite_threads {self.tflite_threads}: counts must be >= 1")
+
+
+def settings_like_run(run_dir: str | Path, **settings: Any) -> BenchmarkSettings:
+    """Settings that measure the architecture of the run folder ``run_dir`` (its model,
+    backbone, head options and its dataset's class count) with random weights; other
+    ``settings`` (input size, batch, precision...) as given."""
+    from pixelwise.config import RunConfig
+    from pixelwise.data.spec import DatasetSpec
+    from pixelwise.runs import RunFolder
+
+    folder = RunFolder(Path(run_dir))
+    for path in (folder.config_path, folder.spec_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing; give a run folder written by "
+                                    f"`pixelwise train`")
+    model = RunConfig.load(folder.config_path).model
+    options = model.builder_options()
+    return BenchmarkSettings(
+        model=model.name, backbone=options.pop("backbone"),
+        output_stride=options.pop("output_stride"),
+        width_multiplier=options.pop("width_multiplier"),
+        num_classes=DatasetSpec.load(folder.spec_path).num_classes,
+        model_options={name: value for name, value in options.items()
+                       if name not in ("backbone_weights", "multi_grid", "dropout")},
+        like_run=str(folder.root), **settings)
 
 
 def parse_thread_counts(text: str) -> tuple[int, ...]:
@@ -135,13 +166,18 @@ def default_section_name(settings: "BenchmarkSettings") -> str:
 def command_line(settings: "BenchmarkSettings") -> str:
     """The ``pixelwise benchmark`` command that measures ``settings``."""
     height, width = settings.input_size
-    parts = ["pixelwise", "benchmark", settings.model, "--backbone", settings.backbone]
-    if settings.output_stride is not None:
-        parts += ["--output-stride", str(settings.output_stride)]
-    if settings.width_multiplier != 1.0:
-        parts += ["--width-multiplier", str(settings.width_multiplier)]
-    parts += ["--input-size", f"{height}x{width}", "--batch-size", str(settings.batch_size),
-              "--num-classes", str(settings.num_classes), "--precision", settings.precision,
+    if settings.like_run is not None:
+        parts = ["pixelwise", "benchmark", "--like-run", settings.like_run]
+    else:
+        parts = ["pixelwise", "benchmark", settings.model, "--backbone", settings.backbone]
+        if settings.output_stride is not None:
+            parts += ["--output-stride", str(settings.output_stride)]
+        if settings.width_multiplier != 1.0:
+            parts += ["--width-multiplier", str(settings.width_multiplier)]
+    parts += ["--input-size", f"{height}x{width}", "--batch-size", str(settings.batch_size)]
+    if settings.like_run is None:
+        parts += ["--num-classes", str(settings.num_classes)]
+    parts += ["--precision", settings.precision,
               "--fused-batchnorm" if settings.fused_batchnorm else "--no-fused-batchnorm",
               "--xla" if settings.xla_inference else "--no-xla",
               "--tflite-threads", ",".join(map(str, settings.tflite_threads)) or "none",
@@ -216,7 +252,7 @@ def build_benchmark_model(settings: BenchmarkSettings) -> keras.Model:
     return build_model(
         settings.model, num_classes=settings.num_classes, backbone=settings.backbone,
         output_stride=settings.output_stride, width_multiplier=settings.width_multiplier,
-        fused_batchnorm=settings.fused_batchnorm)
+        fused_batchnorm=settings.fused_batchnorm, **settings.model_options)
 
 
 def inference_function(model: keras.Model, *, jit_compile: bool = False):

@@ -76,25 +76,42 @@ def model_summary(name: str, input_size: tuple[int, int], backbone: str,
               help="Markdown file (e.g. benchmarks/RESULTS.md) whose section to write.")
 @click.option("--section", default=None,
               help="Section name in --results (default: model_backbone_size_precision).")
-def benchmark(name: str, backbone: str, output_stride: int | None, input_size: tuple[int, int],
-              batch_size: int, num_classes: int, width_multiplier: float, precision: str,
-              fused_batchnorm: bool, xla: bool, tflite_threads: str, latency_repeats: int,
-              throughput_repeats: int, train_steps: int, warmup: int, matmul_size: int,
-              json_path: Path | None, results_path: Path | None, section: str | None) -> None:
+@click.option("--like-run", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Measure the architecture of this run folder (model, backbone, head, "
+                   "class count), with random weights, instead of NAME and its flags.")
+@click.pass_context
+def benchmark(ctx: click.Context, name: str, backbone: str, output_stride: int | None,
+              input_size: tuple[int, int], batch_size: int, num_classes: int,
+              width_multiplier: float, precision: str, fused_batchnorm: bool, xla: bool,
+              tflite_threads: str, latency_repeats: int, throughput_repeats: int,
+              train_steps: int, warmup: int, matmul_size: int, json_path: Path | None,
+              results_path: Path | None, section: str | None, like_run: Path | None) -> None:
     """Speed and size of model NAME: latency, throughput, training, memory, TFLite."""
     import json
 
+    from click.core import ParameterSource
+
     from pixelwise import benchmark as bench
 
-    with reported(ValueError):
-        settings = bench.BenchmarkSettings(
-            model=name, backbone=backbone, output_stride=output_stride,
-            input_size=input_size, batch_size=batch_size,
-            num_classes=num_classes, precision=precision, fused_batchnorm=fused_batchnorm,
-            width_multiplier=width_multiplier, latency_repeats=latency_repeats,
+    architecture = ("name", "backbone", "output_stride", "num_classes", "width_multiplier")
+    given = [param for param in architecture
+             if ctx.get_parameter_source(param) == ParameterSource.COMMANDLINE]
+    if like_run is not None and given:
+        raise click.UsageError(f"--like-run takes the architecture from {like_run}; leave out "
+                               f"{', '.join(given)}")
+    with reported(OSError, ValueError):
+        measured = dict(
+            input_size=input_size, batch_size=batch_size, precision=precision,
+            fused_batchnorm=fused_batchnorm, latency_repeats=latency_repeats,
             throughput_repeats=throughput_repeats, train_steps=train_steps, warmup=warmup,
             xla_inference=xla, tflite_threads=bench.parse_thread_counts(tflite_threads),
             matmul_size=matmul_size)
+        if like_run is not None:
+            settings = bench.settings_like_run(like_run, **measured)
+        else:
+            settings = bench.BenchmarkSettings(
+                model=name, backbone=backbone, output_stride=output_stride,
+                num_classes=num_classes, width_multiplier=width_multiplier, **measured)
         result = bench.run_benchmark(settings,
                                      echo=lambda line: click.echo(f"... {line}", err=True))
     for line in result.lines():
