@@ -131,3 +131,53 @@ def test_atrous_conv2d_layer_matches_conv2d(size, rate):
     inputs = keras.Input((None, None, 5))
     model = keras.Model(inputs, atrous(inputs))
     np.testing.assert_allclose(model.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_the_per_device_formulations_give_the_same_outputs_and_gradients(padding):
+    """tapwise (CPUs) and native (GPUs: the Conv2D op's own dilations) are one layer with
+    one set of weights: the same outputs and weight gradients within float rounding."""
+    from pixelwise.models.atrous import use_atrous_formulation
+
+    layer = AtrousConv2D(4, 3, dilation_rate=(6, 2), padding=padding)
+    images = tf.constant(np.random.default_rng(5).normal(size=(2, 14, 11, 5)).astype("float32"))
+    layer.build(images.shape)
+    results = {}
+    for formulation in ("tapwise", "native"):
+        with use_atrous_formulation(formulation), tf.GradientTape() as tape:
+            outputs = layer(images)
+            loss = tf.reduce_sum(outputs * tf.cos(outputs))
+        results[formulation] = (np.asarray(outputs),
+                                np.asarray(tape.gradient(loss, layer.trainable_weights[0])))
+    for tapwise, native in zip(results["tapwise"], results["native"]):
+        np.testing.assert_allclose(tapwise, native, rtol=1e-4, atol=1e-4)
+    # And they are two computations: only the native graph has a dilated convolution op.
+    dilated_ops = {}
+    for formulation in ("tapwise", "native"):
+        with use_atrous_formulation(formulation):
+            graph = tf.function(layer).get_concrete_function(images).graph
+        dilated_ops[formulation] = [
+            op.type for op in graph.get_operations()
+            if "dilations" in op.node_def.attr and 6 in op.get_attr("dilations")]
+    assert not dilated_ops["tapwise"] and dilated_ops["native"]
+
+
+def test_the_formulation_is_chosen_per_device_and_can_be_overridden(monkeypatch):
+    from pixelwise.models import atrous
+
+    monkeypatch.delenv(atrous.ATROUS_ENVIRONMENT, raising=False)
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: [])
+    assert atrous.atrous_formulation() == "tapwise"
+    monkeypatch.setattr(tf.config, "list_logical_devices",
+                        lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+    assert atrous.atrous_formulation() == "native"
+    with atrous.use_atrous_formulation("tapwise"):
+        assert atrous.atrous_formulation() == "tapwise"
+    monkeypatch.setenv(atrous.ATROUS_ENVIRONMENT, "tapwise")
+    assert atrous.atrous_formulation() == "tapwise"
+    monkeypatch.setenv(atrous.ATROUS_ENVIRONMENT, "fast")
+    with pytest.raises(ValueError, match="PIXELWISE_ATROUS 'fast': choose one of"):
+        atrous.atrous_formulation()
+    with pytest.raises(ValueError, match="atrous formulation 'x'"):
+        with atrous.use_atrous_formulation("x"):
+            pass

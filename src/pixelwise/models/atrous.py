@@ -17,13 +17,63 @@ the rate grows: at 24 x 24 the multiply-adds are 69% (rate 6), 44% (rate 12) and
 model stays exact for every input size (taps that reach nothing give empty products).
 The outputs equal a dilated convolution's up to float rounding; the weights are the
 convolution's own kernel, so nothing about a layer's variables or config changes.
+
+Which formulation runs is chosen per device (:func:`atrous_formulation`): the per-tap
+products (and space-to-batch for 'valid' convolutions) were chosen from CPU timings; on a
+GPU the native dilated convolution (cuDNN) is expected to be faster and lighter, so GPUs
+use it until measured otherwise (:func:`native_dilated_convolution`: the Conv2D op's own
+``dilations``, which ``tf.nn.convolution`` and Keras would route through space-to-batch).
+Dilated depthwise convolutions keep space-to-batch everywhere: the DepthwiseConv2dNative
+op's own ``dilations`` gave wrong gradients on this CPU (oneDNN), 'valid' ones none at all. ``PIXELWISE_ATROUS=tapwise|native|auto``
+or :func:`use_atrous_formulation` overrides the choice; it is read when a model's graph is
+traced, so an already traced function keeps the formulation it was traced with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
 
 from keras import ops
+
+ATROUS_FORMULATIONS = ("auto", "tapwise", "native")
+ATROUS_ENVIRONMENT = "PIXELWISE_ATROUS"
+_chosen: list[str] = []  # the innermost use_atrous_formulation() block's choice
+
+
+def _checked_formulation(name: str, where: str) -> str:
+    if name not in ATROUS_FORMULATIONS:
+        raise ValueError(f"{where} {name!r}: choose one of {', '.join(ATROUS_FORMULATIONS)}")
+    return name
+
+
+def atrous_formulation() -> str:
+    """``"tapwise"`` (this module's per-tap products; space-to-batch where they do not
+    apply) or ``"native"`` (the framework's dilated convolution) for the graph traced now:
+    what :func:`use_atrous_formulation` or ``PIXELWISE_ATROUS`` asks for, and for "auto"
+    (the default) native when TensorFlow sees a GPU, tapwise on CPUs."""
+    if _chosen:
+        name = _chosen[-1]
+    else:
+        name = _checked_formulation(os.environ.get(ATROUS_ENVIRONMENT, "auto").strip().lower(),
+                                    ATROUS_ENVIRONMENT)
+    if name != "auto":
+        return name
+    import tensorflow as tf
+
+    return "native" if tf.config.list_logical_devices("GPU") else "tapwise"
+
+
+@contextlib.contextmanager
+def use_atrous_formulation(name: str) -> Iterator[None]:
+    """Trace the models built or called in the block with formulation ``name``
+    (``"auto"``, ``"tapwise"`` or ``"native"``); the previous choice comes back after."""
+    _chosen.append(_checked_formulation(name, "atrous formulation"))
+    try:
+        yield
+    finally:
+        _chosen.pop()
 
 
 def same_padding_before(kernel: int, rate: int) -> int:
@@ -69,6 +119,16 @@ def tapwise_multiply_adds(height: int, width: int, kernel_size: Sequence[int],
     rows = tap_reach(height, kernel_size[0], dilation_rate[0])
     cols = tap_reach(width, kernel_size[1], dilation_rate[1])
     return sum(rows) * sum(cols)
+
+
+def native_dilated_convolution(inputs, kernel, *, dilation_rate: Sequence[int],
+                               padding: str):
+    """A stride-1 dilated 2-D convolution of NHWC ``inputs`` with ``kernel`` by the Conv2D
+    op's own ``dilations`` (cuDNN's dilated kernels on a GPU)."""
+    import tensorflow as tf
+
+    return tf.nn.conv2d(inputs, kernel, strides=1, padding=padding.upper(),
+                        dilations=list(dilation_rate))
 
 
 def tapwise_convolution(inputs, kernel, *, dilation_rate: Sequence[int]):

@@ -21,7 +21,11 @@ from typing import Any
 import keras
 from keras import ops
 
-from pixelwise.models.atrous import tapwise_convolution
+from pixelwise.models.atrous import (
+    atrous_formulation,
+    native_dilated_convolution,
+    tapwise_convolution,
+)
 from pixelwise.models.batchnorm import batch_normalization
 # Re-exported: train, export and distribute import it from here.
 from pixelwise.keras_internals import all_layers  # noqa: F401
@@ -208,6 +212,10 @@ class AtrousConv2D(keras.layers.Conv2D):
       6, 12 and 18 (TensorFlow's own dilated conv: about as slow as space-to-batch), and
       on par at the backbone's rate 2; benchmarks/RESULTS.md has the figures.
     - 'valid' padding: :func:`space_to_batch_convolution`.
+
+    Where :func:`~pixelwise.models.atrous.atrous_formulation` says "native" (GPUs), the
+    Conv2D op's own dilated kernel
+    (:func:`~pixelwise.models.atrous.native_dilated_convolution`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -217,6 +225,9 @@ class AtrousConv2D(keras.layers.Conv2D):
     def convolution_op(self, inputs, kernel):
         if tuple(self.dilation_rate) == (1, 1):
             return super().convolution_op(inputs, kernel)
+        if atrous_formulation() == "native":
+            return native_dilated_convolution(inputs, kernel, dilation_rate=self.dilation_rate,
+                                              padding=self.padding)
         if self.padding == "same":
             return tapwise_convolution(inputs, ops.convert_to_tensor(kernel),
                                        dilation_rate=self.dilation_rate)
@@ -228,7 +239,8 @@ class AtrousConv2D(keras.layers.Conv2D):
 @keras.saving.register_keras_serializable(package="pixelwise")
 class AtrousDepthwiseConv2D(keras.layers.DepthwiseConv2D):
     """``keras.layers.DepthwiseConv2D`` whose dilated case runs through
-    :func:`space_to_batch_convolution`; same arguments, weights and config."""
+    :func:`space_to_batch_convolution` on every device (see :mod:`pixelwise.models.atrous`
+    for why not the native op); same arguments, weights and config."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
