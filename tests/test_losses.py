@@ -328,3 +328,24 @@ def test_losses_compile_with_xla(name):
     eager_value, eager_gradient = loss_and_gradient(loss, labels, logits)
     assert float(value) == pytest.approx(float(eager_value), rel=1e-5)
     np.testing.assert_allclose(gradient.numpy(), eager_gradient, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("class_weights", [None, [0.5, 2.0, 1.0, 3.0]])
+def test_ce_dice_with_one_log_softmax_equals_its_two_terms_value_and_gradient(class_weights):
+    """CE + Dice computes one log-softmax for both terms; value and gradient equal the sum
+    of the separate weighted CE and Dice losses, each with its own softmax."""
+    rng = np.random.default_rng(7)
+    logits = tf.constant(rng.normal(scale=3.0, size=(2, 6, 5, 4)).astype("float32"))
+    labels = rng.integers(0, 4, size=(2, 6, 5)).astype("int32")
+    labels[0, :2] = IGNORE
+    options = dict(num_classes=4, ignore_label=IGNORE, class_weights=class_weights)
+    separate = [build_loss("weighted_ce", **options), build_loss("dice", **options)]
+    results = []
+    for losses in ([build_loss("ce_dice", **options)], separate):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            value = sum(loss(labels, logits) for loss in losses)
+        results.append((float(value), np.asarray(tape.gradient(value, logits))))
+    (fused_value, fused_gradient), (separate_value, separate_gradient) = results
+    assert fused_value == pytest.approx(separate_value, rel=1e-6)
+    np.testing.assert_allclose(fused_gradient, separate_gradient, rtol=1e-5, atol=1e-7)

@@ -107,9 +107,12 @@ def pixel_weights(one_hot, class_weights) -> object:
     return ops.sum(one_hot * class_weights, axis=-1)
 
 
-def pixel_cross_entropy(pixels: LabelledPixels) -> object:
-    """``-log softmax(logits)[label]`` per pixel: ``[B, H, W]``, 0 where ignored."""
-    return -ops.sum(pixels.one_hot * ops.log_softmax(pixels.logits, axis=-1), axis=-1)
+def pixel_cross_entropy(pixels: LabelledPixels, log_probabilities=None) -> object:
+    """``-log softmax(logits)[label]`` per pixel: ``[B, H, W]``, 0 where ignored.
+    ``log_probabilities``: the log-softmax of ``pixels.logits`` if already computed."""
+    if log_probabilities is None:
+        log_probabilities = ops.log_softmax(pixels.logits, axis=-1)
+    return -ops.sum(pixels.one_hot * log_probabilities, axis=-1)
 
 
 def mean_over_labelled(pixel_values, valid) -> object:
@@ -117,9 +120,13 @@ def mean_over_labelled(pixel_values, valid) -> object:
     return ops.divide_no_nan(ops.sum(pixel_values, axis=(1, 2)), ops.sum(valid, axis=(1, 2)))
 
 
-def soft_dice_loss(pixels: LabelledPixels, weights, smooth: float) -> object:
-    """Weighted soft Dice loss per image, ``[B]``; 0 for an image with nothing labelled."""
-    probabilities = ops.softmax(pixels.logits, axis=-1) * pixels.valid[..., None]
+def soft_dice_loss(pixels: LabelledPixels, weights, smooth: float,
+                   probabilities=None) -> object:
+    """Weighted soft Dice loss per image, ``[B]``; 0 for an image with nothing labelled.
+    ``probabilities``: the softmax of ``pixels.logits`` if already computed."""
+    if probabilities is None:
+        probabilities = ops.softmax(pixels.logits, axis=-1)
+    probabilities = probabilities * pixels.valid[..., None]
     weights = weights[..., None]
     intersection = ops.sum(weights * probabilities * pixels.one_hot, axis=(1, 2, 3))
     total = ops.sum(weights * (probabilities + pixels.one_hot), axis=(1, 2, 3))
@@ -291,8 +298,13 @@ class CrossEntropyDice(WeightedLoss):
 
     def losses_from_pixels(self, pixels: LabelledPixels) -> object:
         weights = self.weights_of(pixels)
-        cross_entropy = mean_over_labelled(weights * pixel_cross_entropy(pixels), pixels.valid)
-        return cross_entropy + self.dice_weight * soft_dice_loss(pixels, weights, self.smooth)
+        # One log-softmax serves both terms: the softmax is its exp (one pass over the
+        # logits instead of two max-subtract-exp-sum passes, forward and backward).
+        log_probabilities = ops.log_softmax(pixels.logits, axis=-1)
+        cross_entropy = mean_over_labelled(
+            weights * pixel_cross_entropy(pixels, log_probabilities), pixels.valid)
+        dice = soft_dice_loss(pixels, weights, self.smooth, ops.exp(log_probabilities))
+        return cross_entropy + self.dice_weight * dice
 
     def get_config(self) -> dict:
         return {**super().get_config(), "smooth": self.smooth, "dice_weight": self.dice_weight}
