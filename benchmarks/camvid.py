@@ -19,7 +19,9 @@ Steps, each resumable (a rerun picks up where a killed one stopped):
 
 Prints per-class IoU, mean IoU (Keras float and int8), ms per frame, the model's size and the
 training wall time, and writes them as a section of ``--results`` (benchmarks/RESULTS.md).
-``--copy-model`` puts the int8 model in benchmarks/camvid/toy_int8.tflite.
+``--copy-model`` puts the int8 model in benchmarks/camvid/toy_int8.tflite, and the pictures
+of the scored split (frames | ground truth | prediction, and the hardest frames) beside it
+as JPEGs for README.
 """
 
 from __future__ import annotations
@@ -172,6 +174,16 @@ def main() -> None:
         target.parent.mkdir(exist_ok=True)
         shutil.copyfile(int8_path, target)
         print(f"copied {int8_path} to {target}")
+        from PIL import Image
+
+        pictures = {
+            arguments.out / "figures" / f"predictions-{split}.png": f"predictions-{split}.jpg",
+            arguments.out / "evaluation" / f"{split}-original" / "hardest.png":
+                f"hardest-{split}.jpg"}
+        for source, name in pictures.items():
+            with Image.open(source) as picture:
+                picture.convert("RGB").save(target.parent / name, quality=85)
+            print(f"copied {source} to {target.parent / name}")
     from pixelwise.benchmark import update_results_section
 
     section = SECTION if split == "test" else f"{SECTION}_{arguments.out.name}_{split}"
