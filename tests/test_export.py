@@ -440,3 +440,27 @@ def test_a_truncated_tflite_is_named_not_a_struct_error(exports, tmp_path, keep)
     result = CliRunner().invoke(cli, ["predict", str(damaged), str(tmp_path / "frame.png")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "cut.tflite" in result.output
+
+
+def test_a_run_size_runs_the_network_smaller_inside_the_graph(tmp_path, blob_model):
+    """--run-size: the frame goes in and its class map comes out at the input size, the
+    network runs at the smaller size in between, as the Keras model fitted by "resize";
+    the check compares the two at that size and scores at the input size."""
+    path = export_tflite(blob_model, BLOB_SPEC, tmp_path / "small.tflite",
+                         input_size=(SIZE, SIZE), input_multiple=4, run_size=(40, 48))
+    segmenter = TFLiteSegmenter(path)
+    assert segmenter.input_size == (SIZE, SIZE)
+    assert json.loads(read_tflite_metadata(path)["pixelwise_export"])["run_size"] == [40, 48]
+    examples = blob_examples(4, seed=8)
+    image = examples[0][0]
+    exported = segmenter.predict(image)
+    assert exported.shape == image.shape[:2]
+    at_run_size = KerasSegmenter(blob_model, BLOB_SPEC, input_multiple=4, fit_mode="resize",
+                                 input_size=(40, 48)).predict(image)
+    assert np.mean(exported == at_run_size) >= 0.98
+    # Not the model at the full size: the run size is what ran.
+    full_size = KerasSegmenter(blob_model, BLOB_SPEC, input_multiple=4).predict(image)
+    assert not np.array_equal(at_run_size, full_size)
+    report = check_export(blob_model, BLOB_SPEC, segmenter, examples, input_multiple=4,
+                          run_size=(40, 48), raise_on_failure=False)
+    assert report.num_pixels == 4 * SIZE * SIZE and report.pixel_agreement >= 0.98

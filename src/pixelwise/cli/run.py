@@ -116,6 +116,9 @@ def predict(model_path: Path, inputs: tuple[Path, ...], out_dir: Path | None,
               help="TFLite: float16 weights, or full-integer int8 (default: float32).")
 @click.option("--input-size", default=None, type=SIZE,
               help="TFLite input size and check size: S or HxW (default: the run's).")
+@click.option("--run-size", default=None, type=SIZE,
+              help="TFLite: run the network at this size inside the graph (the input is "
+                   "resized to it, the class map comes back at --input-size): S or HxW.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path),
               help="SavedModel folder or .tflite file (default: RUN/export/...).")
 @click.option("--calibration-images", default=100, show_default=True,
@@ -133,7 +136,8 @@ def predict(model_path: Path, inputs: tuple[Path, ...], out_dir: Path | None,
 @click.option("--jit-compile/--no-jit-compile", default=False, show_default=True,
               help="XLA for the SavedModel's serving function and the check's Keras side.")
 def export(run_dir: Path, export_format: str, quantize: str | None,
-           input_size: tuple[int, int] | None, out_path: Path | None,
+           input_size: tuple[int, int] | None, run_size: tuple[int, int] | None,
+           out_path: Path | None,
            calibration_images: int, check: bool, check_images: int | None,
            check_split: str | None, probabilities: bool, drivable: str | None, jit_compile: bool) -> None:
     """Export RUN's best model as a SavedModel or TFLite, checked against Keras."""
@@ -145,7 +149,8 @@ def export(run_dir: Path, export_format: str, quantize: str | None,
                    calibration_count=calibration_images, check=check,
                    check_limit=check_images, check_split=check_split,
                    include_probabilities=probabilities,
-                   drivable=drivable, jit_compile=jit_compile, echo=click.echo)
+                   drivable=drivable, jit_compile=jit_compile, run_size=run_size,
+                   echo=click.echo)
     except ExportCheckError as error:
         raise click.ClickException(f"the export fell short of its check; it stays on disk "
                                    f"for inspection:\n{error}") from error

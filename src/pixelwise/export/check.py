@@ -3,7 +3,7 @@ images (see :func:`check_export`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import keras
@@ -122,6 +122,7 @@ class ExportCheckError(RuntimeError):
 def check_export(model: keras.Model, spec: DatasetSpec, exported, examples: Iterable, *,
                  quantize: str | None = None, thresholds: CheckThresholds | None = None,
                  input_multiple: int = 16, jit_compile: bool = False,
+                 run_size: Sequence[int] | None = None,
                  raise_on_failure: bool = True) -> AgreementReport:
     """Compare an export with the Keras model it came from on the same images.
 
@@ -137,14 +138,19 @@ def check_export(model: keras.Model, spec: DatasetSpec, exported, examples: Iter
         thresholds: overrides ``CheckThresholds.for_quantization(quantize)``.
         input_multiple: the model's stride (the Keras side pads to it with the mean colour).
         jit_compile: the Keras forward pass through XLA.
+        run_size: the size an export runs its network at (``export_tflite(run_size=)``);
+            the Keras side then runs at that size too (images resized to it, scores
+            resized back), so the two compare the same computation.
         raise_on_failure: raise :class:`ExportCheckError` when a threshold is missed.
 
     The agreement counts every pixel of every image; each mean IoU comes from one
     confusion matrix over all images (``pixelwise.metrics``).
     """
     thresholds = thresholds or CheckThresholds.for_quantization(quantize)
+    fitting = ({} if run_size is None
+               else dict(fit_mode="resize", input_size=tuple(int(side) for side in run_size)))
     reference = KerasSegmenter(float32_model(model), spec, input_multiple=input_multiple,
-                               jit_compile=jit_compile)
+                               jit_compile=jit_compile, **fitting)
     keras_matrix = np.zeros((spec.num_classes, spec.num_classes), dtype=np.int64)
     export_matrix = np.zeros_like(keras_matrix)
     num_images = num_pixels = agreeing = 0

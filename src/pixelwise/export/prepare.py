@@ -103,24 +103,37 @@ def check_input_size(input_size: Sequence[int]) -> tuple[int, int]:
     return height, width
 
 
-def padded_logits(model: keras.Model, images, input_multiple: int):
+def padded_logits(model: keras.Model, images, input_multiple: int,
+                  run_size: Sequence[int] | None = None):
     """float32 logits of uint8 ``images`` [B, H, W, 3] of any size, in the TensorFlow
     graph: the padding of :mod:`pixelwise.inference.imaging` (bottom and right, to a
     multiple of the stride, with the mean colour), then the logits cropped back to H x W.
-    A camera's native size (e.g. 360 x 480 at stride 16) thus exports as it is."""
+    A camera's native size (e.g. 360 x 480 at stride 16) thus exports as it is.
+
+    ``run_size`` (height, width): the network runs at this size instead: the images are
+    resized to it (bilinear, half-pixel centres, as training resizes) and the logits
+    resized back to H x W (bilinear), so a frame goes in and its class map comes out at
+    the camera's size while the work is that of the smaller size.
+    """
     import tensorflow as tf
 
     pixels = tf.cast(images, tf.float32)
     shape = tf.shape(pixels)
     image_height, image_width = shape[1], shape[2]
-    paddings = [[0, 0], [0, (-image_height) % input_multiple],
-                [0, (-image_width) % input_multiple], [0, 0]]
+    if run_size is not None:
+        pixels = tf.image.resize(pixels, [int(side) for side in run_size], method="bilinear")
+    run_shape = tf.shape(pixels)
+    run_height, run_width = run_shape[1], run_shape[2]
+    paddings = [[0, 0], [0, (-run_height) % input_multiple],
+                [0, (-run_width) % input_multiple], [0, 0]]
     # Exact: image pixels + 0 * mean inside, 0 + 1 * mean in the padding.
     mean = tf.constant(MEAN_RGB, dtype=tf.float32)
     padded = (tf.pad(pixels, paddings)
               + tf.pad(tf.zeros_like(pixels), paddings, constant_values=1.0) * mean)
-    logits = tf.cast(model(padded, training=False), tf.float32)
-    return logits[:, :image_height, :image_width, :]
+    logits = tf.cast(model(padded, training=False), tf.float32)[:, :run_height, :run_width, :]
+    if run_size is not None:
+        logits = tf.image.resize(logits, [image_height, image_width], method="bilinear")
+    return logits
 
 
 def save_functions(model: keras.Model, path: Path, functions: dict) -> None:

@@ -71,6 +71,7 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
                thresholds: CheckThresholds | None = None,
                include_probabilities: bool = False,
                drivable: str | Sequence[str] | None = None, jit_compile: bool = False,
+               run_size: Sequence[int] | None = None,
                overwrite: bool = True, echo: Callable[[str], None] = print) -> ExportResult:
     """Export the best model of a run and check it against the Keras model on a split.
 
@@ -93,6 +94,9 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
         drivable: TFLite: also output the drivable probability, the summed probability of
             these class names (a list or "road,pavement"; see :mod:`pixelwise.drivable`).
         jit_compile: XLA for the SavedModel's serving function and the check's Keras side.
+        run_size: TFLite: the size the network runs at inside the graph, the input resized
+            to it and the logits back to ``input_size`` (a camera's frame in and out, the
+            work of a smaller size); the check's Keras side runs at it too.
         overwrite: replace an earlier export at the same path.
         echo: where status lines go.
     """
@@ -103,6 +107,8 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
     check_quantize(quantize)
     if export_format == "saved_model" and quantize is not None:
         raise ValueError("quantize applies to TFLite exports; a SavedModel is float32")
+    if run_size is not None and export_format != "tflite":
+        raise ValueError("run_size applies to TFLite exports")
     if drivable is not None and export_format != "tflite":
         raise ValueError("drivable applies to TFLite exports; a SavedModel gives "
                          "probabilities (--probabilities), whose sum is the drivable one")
@@ -128,9 +134,11 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
         export_tflite(model, spec, path, input_size=size, quantize=quantize,
                       calibration_images=calibration, input_multiple=input_multiple,
                       include_probabilities=include_probabilities,
-                      drivable_classes=drivable_indices, overwrite=overwrite)
+                      drivable_classes=drivable_indices, run_size=run_size,
+                      overwrite=overwrite)
     echo(f"wrote {path} ({export_format}, {quantization_name(quantize)}"
-         + (f", {size[0]}x{size[1]}" if export_format == "tflite" else "") + ")")
+         + (f", {size[0]}x{size[1]}" if export_format == "tflite" else "")
+         + (f", run at {run_size[0]}x{run_size[1]}" if run_size is not None else "") + ")")
     if not check:
         return ExportResult(path, None, None)
     from pixelwise.data.sources import describe_split, open_source
@@ -143,7 +151,8 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
     exported = Segmenter.from_path(path)
     report = check_export(model, spec, exported, examples, quantize=quantize,
                           thresholds=thresholds, input_multiple=input_multiple,
-                          jit_compile=jit_compile, raise_on_failure=False)
+                          jit_compile=jit_compile, run_size=run_size,
+                          raise_on_failure=False)
     report_path = check_report_path(path)
     write_json_atomically(report_path, report.to_dict())
     for line in report.lines():

@@ -50,7 +50,7 @@ def export_tflite(model: keras.Model, spec: DatasetSpec, out_path: str | Path, *
                   calibration_images: Iterable[np.ndarray] | None = None,
                   input_multiple: int = 16, include_probabilities: bool = False,
                   drivable_classes: Sequence[int] | None = None,
-                  overwrite: bool = False) -> Path:
+                  run_size: Sequence[int] | None = None, overwrite: bool = False) -> Path:
     """Write ``model`` as a .tflite file at a fixed ``input_size`` (see :mod:`pixelwise.export`).
 
     Args:
@@ -65,6 +65,8 @@ def export_tflite(model: keras.Model, spec: DatasetSpec, out_path: str | Path, *
         input_multiple: the model's stride.
         include_probabilities: also output the softmax probabilities.
         drivable_classes: also output the summed probability of these class indices.
+        run_size: (height, width) the network runs at, inside the graph: the input is
+            resized to it and the logits back to ``input_size`` (None: ``input_size``).
         overwrite: replace an existing file.
 
     Returns ``out_path``.
@@ -78,6 +80,7 @@ def export_tflite(model: keras.Model, spec: DatasetSpec, out_path: str | Path, *
     check_destination(out_path, overwrite)
     check_classes(model, spec)
     height, width = check_input_size(input_size)
+    run_size = None if run_size is None else check_input_size(run_size)
     if drivable_classes is not None:
         drivable_classes = [int(index) for index in drivable_classes]
         if not drivable_classes or not all(0 <= i < spec.num_classes for i in drivable_classes):
@@ -101,7 +104,7 @@ def export_tflite(model: keras.Model, spec: DatasetSpec, out_path: str | Path, *
     @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], tf.uint8,
                                                  name=INPUT_NAME)])
     def serve(images):
-        logits = padded_logits(model, images, input_multiple)
+        logits = padded_logits(model, images, input_multiple, run_size)
         outputs = {CLASS_MAP_NAME: tf.argmax(logits, axis=-1, output_type=tf.int32)}
         if include_probabilities or drivable_classes is not None:
             probabilities = tf.nn.softmax(logits, axis=-1)
@@ -134,6 +137,8 @@ def export_tflite(model: keras.Model, spec: DatasetSpec, out_path: str | Path, *
                        input_multiple=input_multiple, outputs=outputs)
     if drivable_classes is not None:
         info[DRIVABLE_CLASSES_KEY] = drivable_classes
+    if run_size is not None:
+        info["run_size"] = list(run_size)
     flatbuffer = add_tflite_metadata(flatbuffer, {
         SPEC_METADATA_NAME: json.dumps(spec.to_dict()).encode(),
         EXPORT_METADATA_NAME: json.dumps(info).encode()}, source=str(out_path))
