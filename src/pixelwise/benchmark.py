@@ -139,7 +139,7 @@ def settings_like_run(run_dir: str | Path, **settings: Any) -> BenchmarkSettings
         width_multiplier=options.pop("width_multiplier"),
         num_classes=DatasetSpec.load(folder.spec_path).num_classes,
         model_options={name: value for name, value in options.items()
-                       if name not in ("backbone_weights", "multi_grid", "dropout")},
+                       if name != "backbone_weights"},  # random weights: measured, not used
         like_run=str(folder.root), **settings)
 
 

@@ -90,8 +90,10 @@ def build_training_loss(config: RunConfig, source: DataSource, spec: DatasetSpec
     if weighting in ("median_frequency", "sqrt_median_frequency"):
         counts = source.class_pixel_counts(config.data.train_split, config.data.split_seed)
         weights = median_frequency_weights(counts)
-        class_weights = (np.sqrt(weights) if weighting.startswith("sqrt") else weights).tolist()
-    elif config.train.class_weighting == "none":
+        if weighting == "sqrt_median_frequency":
+            weights = np.sqrt(weights)
+        class_weights = weights.tolist()
+    elif weighting == "none":
         class_weights = [1.0] * spec.num_classes
     return build_loss(config.train.loss, num_classes=spec.num_classes,
                       ignore_label=spec.ignore_label, class_weights=class_weights)

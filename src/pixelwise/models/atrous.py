@@ -24,9 +24,10 @@ GPU the native dilated convolution (cuDNN) is expected to be faster and lighter,
 use it until measured otherwise (:func:`native_dilated_convolution`: the Conv2D op's own
 ``dilations``, which ``tf.nn.convolution`` and Keras would route through space-to-batch).
 Dilated depthwise convolutions keep space-to-batch everywhere: the DepthwiseConv2dNative
-op's own ``dilations`` gave wrong gradients on this CPU (oneDNN), 'valid' ones none at all. ``PIXELWISE_ATROUS=tapwise|native|auto``
-or :func:`use_atrous_formulation` overrides the choice; it is read when a model's graph is
-traced, so an already traced function keeps the formulation it was traced with.
+op's own ``dilations`` gave wrong gradients on this CPU (oneDNN), 'valid' ones none at all.
+``PIXELWISE_ATROUS=tapwise|native|auto`` or :func:`use_atrous_formulation` overrides the
+choice; it is read when a model's graph is traced, so an already traced function keeps the
+formulation it was traced with.
 """
 
 from __future__ import annotations
