@@ -4,6 +4,7 @@ AdamW + cosine recipe (issue 17: long from-scratch schedules on a CPU)."""
 import csv
 import json
 import math
+import shutil
 
 import keras
 import numpy as np
@@ -79,16 +80,15 @@ def test_the_time_budget_stops_a_run_and_counts_every_part(data, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_extends_with_epochs_and_budget_only(data, tmp_path, tiny_train_flags):
+def test_cli_extends_with_epochs_and_budget_only(tiny_trained_run, tmp_path):
+    _, trained, _ = tiny_trained_run  # 2 epochs, completed
     run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
     runner = CliRunner()
-    result = runner.invoke(cli, ["train", "--data", str(data), "--out", str(run_dir),
-                                 "--epochs", "1", "--no-tensorboard", *tiny_train_flags])
-    assert result.exit_code == 0, result.output
-    result = runner.invoke(cli, ["train", "--resume", str(run_dir), "--epochs", "2",
+    result = runner.invoke(cli, ["train", "--resume", str(run_dir), "--epochs", "3",
                                  "--time-budget", "1h", "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "2 epoch(s) done (completed)" in result.output and "min of training" in result.output
+    assert "3 epoch(s) done (completed)" in result.output and "min of training" in result.output
     assert RunConfig.load(run_dir / "config.json").train.time_budget == 3600
     result = runner.invoke(cli, ["train", "--resume", str(run_dir), "--batch-size", "2"])
     assert result.exit_code == 2 and "leave out --batch-size" in result.output
@@ -126,3 +126,61 @@ def test_a_budget_must_be_positive():
     with pytest.raises(ValueError, match="train.time_budget must be a positive number"):
         TrainConfig(time_budget=0)
     assert np.isfinite(TrainConfig(time_budget=60).time_budget)
+
+
+def tiny_network(aspp_filters: int = TINY_MODEL["aspp_filters"]) -> keras.Model:
+    from pixelwise.models import build_model
+
+    options = {key: value for key, value in TINY_MODEL.items() if key not in ("name", "bn_momentum")}
+    options["aspp_filters"] = aspp_filters
+    return build_model(TINY_MODEL["name"], num_classes=21, input_shape=(None, None, 3), **options)
+
+
+def test_init_weights_copy_a_trained_model_into_a_fresh_one(tmp_path):
+    from pixelwise.recipe import load_initial_weights
+
+    trained = tiny_network()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    trained.save(run_dir / "best.keras")
+    fresh = tiny_network()
+    assert not all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(),
+                                                        trained.get_weights()))
+    # A run folder stands for its best.keras.
+    assert load_initial_weights(fresh, run_dir) == run_dir / "best.keras"
+    assert all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), trained.get_weights()))
+
+    with pytest.raises(ValueError, match=r"best\.keras: its weights do not fit this"):
+        load_initial_weights(tiny_network(aspp_filters=8), run_dir)
+    with pytest.raises(FileNotFoundError, match=r"empty[/\\]best\.keras: not found"):
+        (tmp_path / "empty").mkdir()
+        load_initial_weights(fresh, tmp_path / "empty")
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(ValueError, match=r"notes\.txt: not a \.keras or \.weights\.h5 file"):
+        load_initial_weights(fresh, tmp_path / "notes.txt")
+
+
+@pytest.mark.slow
+def test_cli_fine_tunes_a_trained_run_at_another_size(tiny_trained_run, tiny_train_flags,
+                                                      tmp_path):
+    data, first_run, _ = tiny_trained_run
+    flags = [flag if flag != str(TINY_SIZE) else "96" for flag in tiny_train_flags]
+    second_run = tmp_path / "second"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "--data", str(data), "--out", str(second_run),
+                                 "--init-from", str(first_run), "--epochs", "1",
+                                 "--no-tensorboard", *flags])
+    assert result.exit_code == 0, result.output
+    assert f"starting from the weights of {first_run / 'best.keras'}" in result.output
+    config = RunConfig.load(second_run / "config.json")
+    assert config.model.init_weights == str(first_run.resolve())
+    assert config.data.input_size == (96, 96)
+    # Another head cannot start from it: one line naming the file, no traceback.
+    wider = [flag if flag != str(TINY_MODEL["aspp_filters"]) else "24" for flag in tiny_train_flags]
+    result = runner.invoke(cli, ["train", "--data", str(data), "--out", str(tmp_path / "third"),
+                                 "--init-from", str(first_run), "--epochs", "1",
+                                 "--no-tensorboard", *wider])
+    assert result.exit_code == 1, result.output
+    assert "best.keras: its weights do not fit this" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "third").exists()  # the corrected command can use that folder

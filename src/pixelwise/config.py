@@ -108,6 +108,9 @@ class ModelConfig:
         bn_momentum: momentum of every BatchNormalization layer's moving statistics.
             Keras's 0.99 suits long runs; short from-scratch runs need less (0.9), or the
             moving statistics lag behind the weights and inference-mode scores collapse.
+        init_weights: a trained model of the same architecture and classes (a .keras or
+            .weights.h5 file, or a run folder: its best.keras) whose weights start the run,
+            e.g. a second stage at another input size; None: backbone_weights decide.
     """
 
     name: str = "deeplabv3"
@@ -122,6 +125,7 @@ class ModelConfig:
     low_level_filters: int | None = None
     decoder_filters: int | None = None
     bn_momentum: float = 0.99
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("multi_grid", "aspp_rates"):

@@ -10,6 +10,9 @@ under the caller's dtype policy and distribution strategy scope.
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import keras
 import numpy as np
 
@@ -21,6 +24,7 @@ from pixelwise.losses import build_loss, median_frequency_weights
 from pixelwise.metrics import MeanAccuracy, MeanIoU, PixelAccuracy
 from pixelwise.models import build_model
 from pixelwise.models.layers import all_layers
+from pixelwise.runs import BEST_MODEL_FILENAME
 
 
 def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
@@ -44,6 +48,40 @@ def build_network(config: RunConfig, num_classes: int) -> keras.Model:
                         **config.model.builder_options())
     set_batch_norm_momentum(model, config.model.bn_momentum)
     return model
+
+
+def load_initial_weights(model: keras.Model, source: str | Path) -> Path:
+    """Set ``model``'s weights from a trained model of the same architecture and classes:
+    a .keras or .weights.h5 file, or a run folder (its best.keras). The file read.
+
+    Raises FileNotFoundError for a missing file and ValueError, naming the file, when its
+    weights do not fit ``model``."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / BEST_MODEL_FILENAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; --init-from takes a .keras or .weights.h5 "
+                                f"file, or a run folder holding {BEST_MODEL_FILENAME}")
+    if not path.name.endswith((".keras", ".weights.h5")):
+        raise ValueError(f"{path}: not a .keras or .weights.h5 file; --init-from takes a model "
+                         f"saved by Keras (a run's {BEST_MODEL_FILENAME})")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+            error = None
+        except (ValueError, KeyError, OSError) as raised:
+            error = raised
+    # Keras only warns when it skips a part that does not fit: a partial start is refused.
+    skipped = [str(warning.message) for warning in caught
+               if "Skipping" in str(warning.message)
+               and "for optimizer" not in str(warning.message)]  # a run's model has none
+    if error is not None or skipped:
+        reason = (str(error) or type(error).__name__) if error is not None else skipped[0]
+        raise ValueError(f"{path}: its weights do not fit this {model.name} (same model, "
+                         f"backbone, head sizes and number of classes needed): "
+                         f"{reason.splitlines()[0]}") from error
+    return path
 
 
 def learning_rate_schedule(config: RunConfig, steps_per_epoch: int, replicas: int = 1):
@@ -123,5 +161,5 @@ def build_compiled_model(config: RunConfig, source: DataSource, steps_per_epoch:
 
 
 __all__ = ["build_compiled_model", "build_network", "build_optimizer", "build_training_loss",
-           "learning_rate_schedule",
+           "learning_rate_schedule", "load_initial_weights",
            "current_learning_rate", "segmentation_metrics", "set_batch_norm_momentum"]

@@ -37,6 +37,7 @@ def run_config_from_options(
     decoder_filters: int | None = ModelConfig.decoder_filters,
     dropout: float = ModelConfig.dropout,
     bn_momentum: float = ModelConfig.bn_momentum,
+    init_weights: str | Path | None = ModelConfig.init_weights,
     epochs: int = TrainConfig.epochs,
     batch_size: int = TrainConfig.batch_size,
     input_size: int | str | Sequence[int] = DataConfig.input_size,
@@ -70,6 +71,7 @@ def run_config_from_options(
             (stored absolute).
         output_stride: None for the model's default, or an int (or its text).
         multi_grid: ResNet50 conv5 rates x (1, 2, 4).
+        init_weights: a trained model file or run folder to start from (stored absolute).
         input_size: S, "S", "HxW" or (height, width).
         mixed_precision: "none" or None, "float16" or "bfloat16".
         cache: keep decoded images in memory after the first epoch.
@@ -92,7 +94,8 @@ def run_config_from_options(
             multi_grid=MULTI_GRID if multi_grid else None,
             width_multiplier=width_multiplier, dropout=dropout, aspp_filters=aspp_filters,
             aspp_rates=aspp_rates, low_level_filters=low_level_filters,
-            decoder_filters=decoder_filters, bn_momentum=bn_momentum),
+            decoder_filters=decoder_filters, bn_momentum=bn_momentum,
+            init_weights=str(Path(init_weights).resolve()) if init_weights else None),
         train=TrainConfig(
             recipe=recipe, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
             weight_decay=weight_decay, loss=loss, class_weighting=class_weighting, seed=seed,

@@ -223,6 +223,19 @@ class RunFolder:
             if previous is None or checkpoint.name != previous["checkpoint"]:
                 checkpoint.unlink(missing_ok=True)
 
+    def remove_unstarted(self) -> None:
+        """Undo ``prepare`` in a new folder whose run could not start (no epoch saved), so
+        the corrected command can use it; anything else found there is kept (``train``
+        removes the folder itself once its lock is released, if nothing is left)."""
+        if self.read_state() is not None:
+            return
+        self.config_path.unlink(missing_ok=True)
+        self.spec_path.unlink(missing_ok=True)
+        try:
+            self.checkpoint_dir.rmdir()
+        except OSError:
+            pass  # not empty: someone else's files stay
+
     def remove_stale_temporaries(self) -> None:
         """Delete temporary files a killed process left behind (never a complete file)."""
         for folder in (self.root, self.checkpoint_dir):

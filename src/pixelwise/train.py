@@ -76,6 +76,7 @@ from pixelwise.recipe import (
     build_network,
     build_optimizer,
     current_learning_rate,
+    load_initial_weights,
     set_batch_norm_momentum,
 )
 from pixelwise.runs import RunConflictError, RunFolder, trim_log
@@ -147,10 +148,15 @@ def train(config: RunConfig, run_dir: str | Path, *, progress: bool = True,
     source = open_source(config.data.source)
     check_training_data(config, source, echo)
     train_size = training_images(config, source, strategy.num_replicas_in_sync)
-    with folder.lock():
-        return _train_locked(config, Path(run_dir), folder, source, train_size, strategy,
-                             progress=progress, echo=echo, callbacks=callbacks,
-                             started=started)
+    new_folder = not folder.root.exists()
+    try:
+        with folder.lock():
+            return _train_locked(config, Path(run_dir), folder, source, train_size, strategy,
+                                 progress=progress, echo=echo, callbacks=callbacks,
+                                 started=started)
+    finally:
+        if new_folder and folder.root.is_dir() and not any(folder.root.iterdir()):
+            folder.root.rmdir()  # a run that could not start leaves no empty folder behind
 
 
 def _train_locked(config: RunConfig, run_dir: Path, folder: RunFolder, source, train_size: int,
@@ -184,6 +190,14 @@ def _train_locked(config: RunConfig, run_dir: Path, folder: RunFolder, source, t
             restore_checkpoint(model, folder.checkpoint_dir / state["checkpoint"], state)
             echo(f"resuming {folder.root} after epoch {epochs_done} "
                  f"(learning rate {current_learning_rate(model.optimizer):.3g})")
+        elif config.model.init_weights:
+            try:
+                start = load_initial_weights(model, config.model.init_weights)
+            except (OSError, ValueError):
+                if not had_run:
+                    folder.remove_unstarted()
+                raise
+            echo(f"starting from the weights of {start}")
         folder.trim_log(epochs_done)
         inputs = training_inputs(config, source, strategy, epochs_done)
         run = build_run_callbacks(config, folder, state, echo=echo, started=started)

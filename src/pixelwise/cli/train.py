@@ -56,6 +56,11 @@ from pixelwise.run_options import NO_MIXED_PRECISION
 @click.option("--bn-momentum", default=ModelConfig.bn_momentum, show_default=True,
               type=click.FloatRange(0, 1, max_open=True),
               help="Batch-norm momentum; 0.9 for short runs from scratch.")
+@click.option("--init-from", "init_weights", default=None,
+              type=click.Path(exists=True, path_type=Path),
+              help="Start from a trained model's weights (a .keras file or a run folder): "
+                   "fine-tuning, e.g. a second stage at another --input-size. Same "
+                   "architecture and classes.")
 @click.option("--epochs", default=TrainConfig.epochs, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=TrainConfig.batch_size, show_default=True,
               type=click.IntRange(min=1),
