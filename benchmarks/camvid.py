@@ -9,9 +9,11 @@ latency. One command reproduces every figure in RESULTS.md's CamVid section.
 Steps, each resumable (a rerun picks up where a killed one stopped):
 
 1. ``pixelwise data download camvid`` (or ``--from`` an archive or a folder), verified.
-2. ``pixelwise train`` with the toy recipe below, from random weights, within
-   ``--time-budget`` (all parts of a resumed run together); the run folder is kept out of
-   git (``runs/``).
+2. ``pixelwise train`` with the toy recipe below, from random weights, on 320 x 320 crops
+   (stage 1, in ``OUT-crops``), then ``--init-from`` that run on whole 360 x 480 frames
+   (stage 2, in ``OUT``: recipe 4 of RESULTS.md), both within ``--time-budget`` (every part
+   of both stages together); the run folders are kept out of git (``runs/``).
+   ``--stages 1`` trains stage 1 alone, in ``OUT`` (recipe 3).
 3. ``pixelwise evaluate`` on the 233 test frames at their full 360 x 480 (``original``).
 4. ``pixelwise export --format tflite --quantize int8 --input-size 360x480 --run-size
    288x384``: a 360 x 480 frame in, its class map out, the network run at 288 x 384 inside
@@ -20,7 +22,8 @@ Steps, each resumable (a rerun picks up where a killed one stopped):
 5. Latency of the int8 model on LiteRT, 1 and 2 threads, on real test frames.
 
 Prints per-class IoU, mean IoU (Keras float and int8), ms per frame, the model's size and the
-training wall time, and writes them as a section of ``--results`` (benchmarks/RESULTS.md).
+training wall time (both stages), and writes them as a section of ``--results``
+(benchmarks/RESULTS.md).
 ``--copy-model`` puts the int8 model in benchmarks/camvid/toy_int8.tflite, and the pictures
 of the scored split (frames | ground truth | prediction, and the hardest frames) beside it
 as JPEGs for README.
@@ -58,6 +61,30 @@ TOY_RECIPE = {  # recipe 3 of RESULTS.md's CamVid log
 }
 
 
+# Stage 2 (recipe 4): stage 1's model trained on again on whole frames (352 x 480 crops of
+# 360 x 480 frames scaled 0.5-2), a second, lower cosine; the flags that differ from stage 1.
+FRAMES_STAGE = {"--input-size": "352x480", "--batch-size": "8", "--learning-rate": "0.0005",
+                "--epochs": "84"}
+STAGE_1_BUDGET = 95 * 60  # seconds: stage 1's 112 epochs took 83 minutes here
+
+
+def stage_1_folder(out: Path) -> Path:
+    """Where stage 1 trains when ``out`` is the two-stage model's run folder."""
+    return out.with_name(out.name + "-crops")
+
+
+def training_chain(run_dir: Path) -> list[Path]:
+    """``run_dir`` and the runs it started from (``--init-from``), the first one first."""
+    from pixelwise.config import RunConfig
+
+    chain = [run_dir]
+    while True:
+        start = RunConfig.load(chain[0] / "config.json").model.init_weights
+        if not start or not Path(start).is_dir():
+            return chain
+        chain.insert(0, Path(start))
+
+
 def command_line(arguments: argparse.Namespace) -> str:
     parts = ["python benchmarks/camvid.py", "--data", str(arguments.data), "--out",
              str(arguments.out), "--time-budget", arguments.time_budget, "--score-split",
@@ -66,8 +93,12 @@ def command_line(arguments: argparse.Namespace) -> str:
         parts.append("--skip-training")
     if arguments.from_path:
         parts += ["--from", str(arguments.from_path)]
+    if arguments.stages != 2:
+        parts += ["--stages", str(arguments.stages)]
     for flag, value in arguments.recipe_overrides:
-        parts += [flag, value]
+        parts += ["--set", f"{flag[2:]}={value}"]
+    for flag, value in arguments.frames_overrides:
+        parts += ["--set-frames", f"{flag[2:]}={value}"]
     return " ".join(parts)
 
 
@@ -77,6 +108,32 @@ def run(command: list[str]) -> None:
     exit_code = subprocess.call([sys.executable, "-m", "pixelwise", *command])
     if exit_code != 0:
         raise SystemExit(f"pixelwise {command[0]} failed (exit {exit_code})")
+
+
+def train_flag(text: str) -> tuple[str, str]:
+    """``"epochs=80"`` -> ``("--epochs", "80")``: a `pixelwise train` flag and its value."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip("-") or not value:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected FLAG=VALUE, e.g. epochs=80")
+    return "--" + name.strip("-"), value
+
+
+def read_training_seconds(run_dir: Path) -> float:
+    from pixelwise.runs import RunFolder
+
+    return float((RunFolder(run_dir).read_state() or {}).get("train_seconds") or 0.0)
+
+
+def train_stage(camvid: Path, run_dir: Path, recipe: dict, budget_seconds: float, *,
+                init_from: Path | None = None) -> None:
+    """Train (or resume) one stage in ``run_dir`` within ``budget_seconds``."""
+    if (run_dir / "config.json").is_file():
+        run(["train", "--resume", str(run_dir), "--quiet"])
+        return
+    start = ["--init-from", str(init_from)] if init_from else []
+    run(["train", "--data", str(camvid), "--out", str(run_dir), "--quiet", "--no-tensorboard",
+         "--time-budget", f"{budget_seconds:.0f}", *start,
+         *[part for flag_value in recipe.items() for part in flag_value]])
 
 
 def latency_ms(model_path: Path, frames, threads: int, repeats: int) -> float:
@@ -115,9 +172,16 @@ def main() -> None:
                         help="HxW the int8 model runs its network at ('none': 360x480)")
     parser.add_argument("--copy-model", action="store_true",
                         help="Copy the int8 model to benchmarks/camvid/toy_int8.tflite.")
-    parser.add_argument("--set", nargs=2, action="append", default=[], metavar=("FLAG", "VALUE"),
-                        dest="recipe_overrides", help="Change the toy recipe, e.g. "
-                                                      "--set --epochs 80.")
+    parser.add_argument("--stages", type=int, choices=(1, 2), default=2,
+                        help="2: the toy recipe on crops, then on whole frames (recipe 4; "
+                             "stage 1 trains in OUT-crops); 1: crops only (recipe 3, in OUT).")
+    parser.add_argument("--set", type=train_flag, action="append", default=[],
+                        metavar="FLAG=VALUE", dest="recipe_overrides",
+                        help="Change a `pixelwise train` flag of the toy recipe (stage 1), "
+                             "e.g. --set epochs=80.")
+    parser.add_argument("--set-frames", type=train_flag, action="append", default=[],
+                        metavar="FLAG=VALUE", dest="frames_overrides",
+                        help="The same for stage 2, e.g. --set-frames epochs=60.")
     arguments = parser.parse_args()
 
     from pixelwise.data.camvid_download import download_camvid
@@ -125,13 +189,22 @@ def main() -> None:
     camvid = download_camvid(arguments.data, from_path=arguments.from_path)
     recipe = dict(TOY_RECIPE)
     recipe.update(dict(arguments.recipe_overrides))
+    frames_recipe = {**recipe, **FRAMES_STAGE, **dict(arguments.frames_overrides)}
     if not arguments.skip_training:
-        if (arguments.out / "config.json").is_file():
-            run(["train", "--resume", str(arguments.out), "--quiet"])
+        from pixelwise.io import parse_duration
+
+        total_budget = parse_duration(arguments.time_budget)
+        if arguments.stages == 1:
+            train_stage(camvid, arguments.out, recipe, total_budget)
         else:
-            run(["train", "--data", str(camvid), "--out", str(arguments.out), "--quiet",
-                 "--no-tensorboard", "--time-budget", arguments.time_budget,
-                 *[part for flag_value in recipe.items() for part in flag_value]])
+            first = stage_1_folder(arguments.out)
+            train_stage(camvid, first, recipe, min(STAGE_1_BUDGET, total_budget))
+            spent = read_training_seconds(first)
+            if spent >= total_budget:
+                raise SystemExit(f"stage 1 used the whole --time-budget ({spent / 60:.0f} min); "
+                                 f"give more or use --stages 1")
+            train_stage(camvid, arguments.out, frames_recipe, total_budget - spent,
+                        init_from=first)
     split = arguments.score_split
     run(["evaluate", str(arguments.out), "--split", split, "--resolution", "original",
          "--hardest", "6"])
@@ -156,7 +229,7 @@ def main() -> None:
     folder = RunFolder(arguments.out)
     metrics = read_metrics(arguments.out / "evaluation" / f"{split}-original" / "metrics.json")
     check = json.loads((int8_path.parent / "toy_int8_check.json").read_text())
-    state = folder.read_state() or {}
+    chain = training_chain(arguments.out)
     frames = [read_image(path) for path in sorted((camvid / "test").glob("*.png"))[:20]]
     figures = {
         "split": split,
@@ -171,9 +244,12 @@ def main() -> None:
                               if arguments.repeats else None),
         "int8_bytes": int8_path.stat().st_size,
         "parameters": load_model(folder.best_model_path, compile=False).count_params(),
-        "training_seconds": state.get("train_seconds"),
-        "epochs": state.get("epochs_done"),
+        "training_seconds": sum(read_training_seconds(part) for part in chain),
+        "epochs": " + ".join(str((RunFolder(part).read_state() or {}).get("epochs_done"))
+                             for part in chain),
+        "stages": [str(part) for part in chain],
         "recipe": recipe,
+        "frames_recipe": frames_recipe if len(chain) > 1 else None,
         "model": json.loads(folder.config_path.read_text())["model"],
         "load_average": os.getloadavg()[0],
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
