@@ -39,24 +39,25 @@ def log_epochs(run_dir) -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_finished_run_is_extended_by_more_epochs(data, tmp_path):
+def test_a_finished_run_is_extended_by_more_epochs(tiny_trained_run, tmp_path):
+    _, trained, _ = tiny_trained_run  # 2 epochs, completed
     run_dir = tmp_path / "run"
-    first = train(tiny_config(data, epochs=1, recipe="adamw_cosine"), run_dir, progress=False,
-                  echo=lambda line: None)
-    assert (first.epochs_done, first.stop_reason) == (1, "completed")
+    shutil.copytree(trained, run_dir)
+    first_seconds = json.loads((run_dir / "checkpoints" / "state.json").read_text())[
+        "train_seconds"]
     lines = []
-    extended = resume(run_dir, epochs=2, progress=False, echo=lines.append)
-    assert (extended.epochs_done, extended.resumed_from, extended.stop_reason) == (2, 1, "completed")
-    assert any("extended to 2 epochs (was completed after epoch 1)" in line for line in lines)
-    assert log_epochs(run_dir) == [0, 1]
-    assert RunConfig.load(run_dir / "config.json").train.epochs == 2
-    assert extended.train_seconds > first.train_seconds > 0
+    extended = resume(run_dir, epochs=3, progress=False, echo=lines.append)
+    assert (extended.epochs_done, extended.resumed_from, extended.stop_reason) == (3, 2, "completed")
+    assert any("extended to 3 epochs (was completed after epoch 2)" in line for line in lines)
+    assert log_epochs(run_dir) == [0, 1, 2]
+    assert RunConfig.load(run_dir / "config.json").train.epochs == 3
+    assert extended.train_seconds > first_seconds > 0
     # A second call with the same number has nothing left to do.
-    assert resume(run_dir, epochs=2, progress=False, echo=lambda line: None).stop_reason == \
+    assert resume(run_dir, epochs=3, progress=False, echo=lambda line: None).stop_reason == \
         "already_complete"
-    with pytest.raises(ValueError, match="2 epoch\\(s\\) are done already; --epochs must be at "
-                                         "least 2"):
-        resume(run_dir, epochs=1, progress=False, echo=lambda line: None)
+    with pytest.raises(ValueError, match="3 epoch\\(s\\) are done already; --epochs must be at "
+                                         "least 3"):
+        resume(run_dir, epochs=2, progress=False, echo=lambda line: None)
 
 
 @pytest.mark.slow
@@ -131,7 +132,8 @@ def test_a_budget_must_be_positive():
 def tiny_network(aspp_filters: int = TINY_MODEL["aspp_filters"]) -> keras.Model:
     from pixelwise.models import build_model
 
-    options = {key: value for key, value in TINY_MODEL.items() if key not in ("name", "bn_momentum")}
+    options = {key: value for key, value in TINY_MODEL.items()
+               if key not in ("name", "bn_momentum")}
     options["aspp_filters"] = aspp_filters
     return build_model(TINY_MODEL["name"], num_classes=21, input_shape=(None, None, 3), **options)
 
@@ -176,7 +178,8 @@ def test_cli_fine_tunes_a_trained_run_at_another_size(tiny_trained_run, tiny_tra
     assert config.model.init_weights == str(first_run.resolve())
     assert config.data.input_size == (96, 96)
     # Another head cannot start from it: one line naming the file, no traceback.
-    wider = [flag if flag != str(TINY_MODEL["aspp_filters"]) else "24" for flag in tiny_train_flags]
+    wider = [flag if flag != str(TINY_MODEL["aspp_filters"]) else "24"
+             for flag in tiny_train_flags]
     result = runner.invoke(cli, ["train", "--data", str(data), "--out", str(tmp_path / "third"),
                                  "--init-from", str(first_run), "--epochs", "1",
                                  "--no-tensorboard", *wider])
