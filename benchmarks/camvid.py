@@ -139,7 +139,7 @@ def train_stage(camvid: Path, run_dir: Path, recipe: dict, budget_seconds: float
 def latency_in_fresh_process(model_path: Path, camvid: Path, threads: int,
                              repeats: int) -> float:
     """:func:`latency_ms` in a process of its own, as a device runs only the interpreter:
-    timed in this one, after evaluation and export, the same model ran 15-25% slower."""
+    the figure does not depend on what this process did before (evaluation, export)."""
     completed = subprocess.run(
         [sys.executable, __file__, "--time-model", str(model_path), "--data", str(camvid),
          "--threads", str(threads), "--repeats", str(repeats)],
