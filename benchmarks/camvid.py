@@ -253,6 +253,7 @@ def main() -> None:
     metrics = read_metrics(arguments.out / "evaluation" / f"{split}-original" / "metrics.json")
     check = json.loads((int8_path.parent / "toy_int8_check.json").read_text())
     chain = training_chain(arguments.out)
+    states = [RunFolder(part).read_state() or {} for part in chain]
     figures = {
         "split": split,
         "keras_mean_iou": metrics["mean_iou"],
@@ -267,9 +268,8 @@ def main() -> None:
                               if arguments.repeats else None),
         "int8_bytes": int8_path.stat().st_size,
         "parameters": load_model(folder.best_model_path, compile=False).count_params(),
-        "training_seconds": sum(read_training_seconds(part) for part in chain),
-        "epochs": " + ".join(str((RunFolder(part).read_state() or {}).get("epochs_done"))
-                             for part in chain),
+        "training_seconds": sum(float(state.get("train_seconds") or 0.0) for state in states),
+        "epochs": " + ".join(str(state.get("epochs_done")) for state in states),
         "stages": [str(part) for part in chain],
         "recipe": recipe,
         "frames_recipe": frames_recipe if len(chain) > 1 else None,
