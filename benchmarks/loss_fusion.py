@@ -1,5 +1,7 @@
-"""CE + Dice with one log-softmax for both terms, timed against the same loss with a
-softmax per term (as it was before), forward + backward, interleaved in one process.
+"""CE + Dice three ways, forward + backward, interleaved in one process: with its gradient
+written out (pixelwise's ``cross_entropy_dice``, now), by autodiff over one log-softmax for
+both terms (before), and by autodiff with a softmax per term (before that). Each variant's
+peak of TensorFlow's tensor memory during its step is read from the allocator.
 
 The logits of a DeepLab training step at 384 x 384, batch 8, 21 classes (VOC), and of the
 CamVid toy model's step (320 x 320, batch 16, 11 classes); labels with VOC's ignore value
@@ -28,9 +30,23 @@ from pixelwise.losses import (
     soft_dice_loss,
 )
 
+DEVICE = "CPU:0"
+
 CASES = {"VOC step (384 x 384, batch 8, 21 classes)": (8, 384, 384, 21),
          "CamVid toy step (320 x 320, batch 16, 11 classes)": (16, 320, 320, 11)}
 IGNORE = 255
+
+
+class AutodiffCrossEntropyDice(CrossEntropyDice):
+    """One log-softmax for both terms, its exp the softmax, differentiated by autodiff."""
+
+    def losses_from_pixels(self, pixels):
+        weights = self.weights_of(pixels)
+        log_probabilities = tf.nn.log_softmax(pixels.logits, axis=-1)
+        cross_entropy = mean_over_labelled(
+            weights * pixel_cross_entropy(pixels, log_probabilities), pixels.valid)
+        dice = soft_dice_loss(pixels, weights, self.smooth, tf.exp(log_probabilities))
+        return cross_entropy + self.dice_weight * dice
 
 
 class TwoSoftmaxCrossEntropyDice(CrossEntropyDice):
@@ -60,22 +76,39 @@ def time_case(batch: int, height: int, width: int, classes: int, repeats: int) -
     labels[rng.random(labels.shape) < 0.1] = IGNORE
     labels = tf.constant(labels)
     options = dict(num_classes=classes, ignore_label=IGNORE)
-    steps = {"one log-softmax": loss_step([CrossEntropyDice(**options)]),
-             "a softmax per term": loss_step([TwoSoftmaxCrossEntropyDice(**options)])}
+    steps = {"written-out gradient": loss_step([CrossEntropyDice(**options)]),
+             "autodiff, one log-softmax": loss_step([AutodiffCrossEntropyDice(**options)]),
+             "autodiff, a softmax per term": loss_step([TwoSoftmaxCrossEntropyDice(**options)])}
     interleaved_seconds(steps, logits, labels, repeats=1)  # trace and warm up
+    peaks = {name: peak_megabytes(step, logits, labels) for name, step in steps.items()}
     seconds = interleaved_seconds(steps, logits, labels, repeats=repeats)
-    return {name: 1000 * statistics.median(values) for name, values in seconds.items()}
+    return {name: (1000 * statistics.median(values), peaks[name])
+            for name, values in seconds.items()}
+
+
+def peak_megabytes(step, logits, labels) -> float:
+    """The most tensor memory the allocator held during one ``step``, above what it held
+    before (the logits and labels)."""
+    before = tf.config.experimental.get_memory_info(DEVICE)["current"]
+    tf.config.experimental.reset_memory_stats(DEVICE)
+    step(logits, labels)[0].numpy()
+    return (tf.config.experimental.get_memory_info(DEVICE)["peak"] - before) / 2**20
 
 
 def markdown(figures: dict, command: str, load: float) -> str:
-    lines = ["### CE + Dice: one log-softmax for both terms", "",
-             f"Forward + backward of the loss alone, medians of interleaved repeats; load "
-             f"average {load:.2f} at the end. Command: `{command}`", "",
-             "| logits | one log-softmax (ms) | a softmax per term (ms) | ratio |",
-             "| --- | --- | --- | --- |"]
-    for case, times in figures.items():
-        fused, separate = times.values()
-        lines.append(f"| {case} | {fused:.1f} | {separate:.1f} | {separate / fused:.2f} |")
+    names = list(next(iter(figures.values())))
+    lines = ["### CE + Dice: its gradient written out, against autodiff", "",
+             f"Forward + backward of the loss alone (``[B]`` losses, gradient for the logits), "
+             f"medians of interleaved repeats, and the peak of TensorFlow's tensor memory "
+             f"during one step above the inputs; load average {load:.2f} at the end. "
+             f"Command: `{command}`", "",
+             "| logits | " + " | ".join(f"{name}: ms, peak MB" for name in names)
+             + " | time: autodiff one log-softmax / written out |",
+             "| --- | " + " | ".join("---" for _ in names) + " | --- |"]
+    for case, results in figures.items():
+        cells = [f"{ms:.1f} ms, {peak:.0f} MB" for ms, peak in results.values()]
+        ratio = results[names[1]][0] / results[names[0]][0]
+        lines.append(f"| {case} | " + " | ".join(cells) + f" | {ratio:.2f} |")
     return "\n".join(lines)
 
 
@@ -89,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     for case, (batch, height, width, classes) in CASES.items():
         figures[case] = time_case(batch, height // arguments.scale, width // arguments.scale,
                                   classes, arguments.repeats)
-        print(case, {name: round(ms, 2) for name, ms in figures[case].items()}, flush=True)
+        print(case, {name: (round(ms, 2), round(peak)) for name, (ms, peak)
+                     in figures[case].items()}, flush=True)
     if arguments.results:
         from pixelwise.benchmark import update_results_section
 

@@ -4,10 +4,14 @@
 Each variant runs in a fresh process (peak RSS only grows within a process): build the
 model, one untimed step, then ``--steps`` timed steps of ``train_on_batch`` (Adam, the
 default CE + Dice loss unless the variant changes it). Reported per variant: resident
-memory after building, peak after training, the difference (what training adds), and the
-median step time. The variants:
+memory after building, peak after training, the difference (what training adds), the
+peak of the tensors TensorFlow's allocator held (weights and optimizer slots included;
+the rest of the resident memory is the runtime, oneDNN's own buffers and the C
+allocator's slack), and the median step time. The variants:
 
 - ``default``: as peers.py measures it (per-tap atrous convolutions on this CPU);
+- ``autodiff_loss``: CE + Dice differentiated by autodiff (the default before its
+  gradient was written out; ``loss_fusion.py``'s ``AutodiffCrossEntropyDice``);
 - ``native_atrous``: ``PIXELWISE_ATROUS=native``, TensorFlow's own dilated convolution;
 - ``ce_loss``: plain cross-entropy instead of CE + Dice;
 - ``malloc_arenas_2``: ``MALLOC_ARENA_MAX=2``, glibc's per-thread heaps capped at two
@@ -23,10 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,6 +37,7 @@ SECTION = "memory_where"
 # Variant -> (environment changes, loss name).
 VARIANTS = {
     "default": ({}, "ce_dice"),
+    "autodiff_loss": ({}, "ce_dice_autodiff"),
     "native_atrous": ({"PIXELWISE_ATROUS": "native"}, "ce_dice"),
     "ce_loss": ({}, "ce"),
     "malloc_arenas_2": ({"MALLOC_ARENA_MAX": "2"}, "ce_dice"),
@@ -52,33 +55,30 @@ def resident_megabytes() -> float:
 
 def measure(loss_name: str, size: int, batch: int, steps: int) -> dict:
     """One variant, in this process."""
-    import keras
-    import numpy as np
+    import tensorflow as tf
 
     from pixelwise.benchmark import (
         BenchmarkSettings,
         build_benchmark_model,
         peak_rss_megabytes,
+        time_training,
     )
     from pixelwise.losses import build_loss
 
-    settings = BenchmarkSettings(input_size=(size, size), batch_size=batch)
+    settings = BenchmarkSettings(input_size=(size, size), batch_size=batch, warmup=1,
+                                 train_steps=steps)
     model = build_benchmark_model(settings)
-    model.compile(optimizer=keras.optimizers.Adam(1e-4),
-                  loss=build_loss(loss_name, num_classes=settings.num_classes),
-                  jit_compile=False)
-    rng = np.random.default_rng(3)
-    images = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
-    labels = rng.integers(0, settings.num_classes, (batch, size, size)).astype("int32")
+    if loss_name == "ce_dice_autodiff":
+        from loss_fusion import AutodiffCrossEntropyDice  # benchmarks/: this script's folder
+
+        loss = AutodiffCrossEntropyDice(num_classes=settings.num_classes)
+    else:
+        loss = build_loss(loss_name, num_classes=settings.num_classes)
     built = resident_megabytes()
-    model.train_on_batch(images, labels)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        model.train_on_batch(images, labels)
-        times.append(time.perf_counter() - start)
-    return {"built_mb": built, "peak_mb": peak_rss_megabytes(),
-            "step_seconds": statistics.median(times)}
+    timing = time_training(model, settings, loss=loss)
+    tensors = tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20
+    return {"built_mb": built, "peak_mb": peak_rss_megabytes(), "tensors_peak_mb": tensors,
+            "step_seconds": timing["step_seconds"]}
 
 
 def run_variant(name: str, arguments: argparse.Namespace) -> dict:
@@ -105,14 +105,15 @@ def markdown(arguments: argparse.Namespace, results: dict[str, dict]) -> str:
         f"`python benchmarks/memory.py {' '.join(arguments.argv)}`",
         "",
         "| variant | after building (MB) | peak training (MB) | training adds (MB) | "
-        "step (s) | peak / default |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "tensors' peak (MB) | step (s) | peak / default |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, result in results.items():
         ratio = f"{result['peak_mb'] / base['peak_mb']:.2f}" if base else "-"
         lines.append(f"| {name} | {result['built_mb']:.0f} | {result['peak_mb']:.0f} | "
                      f"{result['peak_mb'] - result['built_mb']:.0f} | "
-                     f"{result['step_seconds']:.2f} | {ratio} |")
+                     f"{result['tensors_peak_mb']:.0f} | {result['step_seconds']:.2f} | "
+                     f"{ratio} |")
     return "\n".join(lines) + "\n"
 
 

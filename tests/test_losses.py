@@ -331,21 +331,33 @@ def test_losses_compile_with_xla(name):
 
 
 @pytest.mark.parametrize("class_weights", [None, [0.5, 2.0, 1.0, 3.0]])
-def test_ce_dice_with_one_log_softmax_equals_its_two_terms_value_and_gradient(class_weights):
-    """CE + Dice computes one log-softmax for both terms; value and gradient equal the sum
-    of the separate weighted CE and Dice losses, each with its own softmax."""
+@pytest.mark.parametrize("smooth, dice_weight", [(1.0, 1.0), (0.0, 0.3)])
+def test_ce_dice_gradient_written_out_equals_autodiff_of_its_two_terms(class_weights, smooth,
+                                                                       dice_weight):
+    """CE + Dice has its gradient written out (cross_entropy_dice); value and gradient equal
+    autodiff of the separate weighted CE and Dice losses, each with its own softmax: with
+    ignored pixels, an image with nothing labelled (0 / 0 under smooth 0) and sample
+    weights scaling each image's gradient."""
     rng = np.random.default_rng(7)
-    logits = tf.constant(rng.normal(scale=3.0, size=(2, 6, 5, 4)).astype("float32"))
-    labels = rng.integers(0, 4, size=(2, 6, 5)).astype("int32")
+    logits = tf.constant(rng.normal(scale=3.0, size=(3, 6, 5, 4)).astype("float32"))
+    labels = rng.integers(0, 4, size=(3, 6, 5)).astype("int32")
     labels[0, :2] = IGNORE
-    options = dict(num_classes=4, ignore_label=IGNORE, class_weights=class_weights)
-    separate = [build_loss("weighted_ce", **options), build_loss("dice", **options)]
+    labels[2] = IGNORE
+    sample_weight = tf.constant([0.5, 2.0, 1.0])
+    options = dict(num_classes=4, ignore_label=IGNORE, class_weights=class_weights,
+                   smooth=smooth)
+    separate = [build_loss("weighted_ce", num_classes=4, ignore_label=IGNORE,
+                           class_weights=class_weights),
+                lambda y, z, sample_weight: dice_weight * build_loss("dice", **options)(
+                    y, z, sample_weight=sample_weight)]
     results = []
-    for losses in ([build_loss("ce_dice", **options)], separate):
+    for losses in ([build_loss("ce_dice", dice_weight=dice_weight, **options)], separate):
         with tf.GradientTape() as tape:
             tape.watch(logits)
-            value = sum(loss(labels, logits) for loss in losses)
+            value = sum(loss(labels, logits, sample_weight=sample_weight) for loss in losses)
         results.append((float(value), np.asarray(tape.gradient(value, logits))))
     (fused_value, fused_gradient), (separate_value, separate_gradient) = results
+    assert np.isfinite(fused_value) and np.all(np.isfinite(fused_gradient))
     assert fused_value == pytest.approx(separate_value, rel=1e-6)
     np.testing.assert_allclose(fused_gradient, separate_gradient, rtol=1e-5, atol=1e-7)
+    assert not np.any(fused_gradient[2]) and not np.any(fused_gradient[0, :2])

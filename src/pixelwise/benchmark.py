@@ -277,12 +277,14 @@ def time_inference(model: keras.Model, settings: BenchmarkSettings, *,
             "images_per_second": settings.batch_size / batch_seconds}
 
 
-def time_training(model: keras.Model, settings: BenchmarkSettings) -> dict[str, float]:
-    """Images/s of ``train_on_batch`` (Adam, the default loss, no XLA)."""
+def time_training(model: keras.Model, settings: BenchmarkSettings,
+                  loss: keras.losses.Loss | None = None) -> dict[str, float]:
+    """Images/s of ``train_on_batch`` (Adam, ``loss`` or the default loss, no XLA)."""
     from pixelwise.losses import build_loss
 
-    model.compile(optimizer=keras.optimizers.Adam(1e-4),
-                  loss=build_loss(num_classes=settings.num_classes), jit_compile=False)
+    if loss is None:
+        loss = build_loss(num_classes=settings.num_classes)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=loss, jit_compile=False)
     images, labels = _random_batch(settings, settings.batch_size, seed=3)
     step_seconds = median_seconds(lambda: model.train_on_batch(images, labels),
                                   repeats=settings.train_steps, warmup=max(settings.warmup, 1))
