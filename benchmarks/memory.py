@@ -9,7 +9,10 @@ peak of the tensors TensorFlow's allocator held (weights and optimizer slots inc
 the rest of the resident memory is the runtime, oneDNN's own buffers and the C
 allocator's slack), and the median step time. The variants:
 
-- ``default``: as peers.py measures it (per-tap atrous convolutions on this CPU);
+- ``default``: as peers.py measures it (on this CPU each atrous convolution chooses:
+  oneDNN's dilated kernel at rates 2 and 6, per-tap products at 12 and 18);
+- ``tapwise_atrous``: ``PIXELWISE_ATROUS=tapwise``, per-tap products at every rate (the
+  CPU default before the per-layer choice);
 - ``autodiff_loss``: CE + Dice differentiated by autodiff (the default before its
   gradient was written out; ``loss_fusion.py``'s ``AutodiffCrossEntropyDice``);
 - ``native_atrous``: ``PIXELWISE_ATROUS=native``, TensorFlow's own dilated convolution;
@@ -38,6 +41,7 @@ SECTION = "memory_where"
 VARIANTS = {
     "default": ({}, "ce_dice"),
     "autodiff_loss": ({}, "ce_dice_autodiff"),
+    "tapwise_atrous": ({"PIXELWISE_ATROUS": "tapwise"}, "ce_dice"),
     "native_atrous": ({"PIXELWISE_ATROUS": "native"}, "ce_dice"),
     "ce_loss": ({}, "ce"),
     "malloc_arenas_2": ({"MALLOC_ARENA_MAX": "2"}, "ce_dice"),
@@ -76,7 +80,10 @@ def measure(loss_name: str, size: int, batch: int, steps: int) -> dict:
         loss = build_loss(loss_name, num_classes=settings.num_classes)
     built = resident_megabytes()
     timing = time_training(model, settings, loss=loss)
-    tensors = tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20
+    try:
+        tensors = tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20
+    except ValueError:  # no allocator statistics (TensorFlow's CPU allocator without oneDNN)
+        tensors = None
     return {"built_mb": built, "peak_mb": peak_rss_megabytes(), "tensors_peak_mb": tensors,
             "step_seconds": timing["step_seconds"]}
 
@@ -91,6 +98,10 @@ def run_variant(name: str, arguments: argparse.Namespace) -> dict:
     if completed.returncode != 0:
         raise SystemExit(f"variant {name} failed:\n{completed.stderr[-3000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def megabytes(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def markdown(arguments: argparse.Namespace, results: dict[str, dict]) -> str:
@@ -112,7 +123,7 @@ def markdown(arguments: argparse.Namespace, results: dict[str, dict]) -> str:
         ratio = f"{result['peak_mb'] / base['peak_mb']:.2f}" if base else "-"
         lines.append(f"| {name} | {result['built_mb']:.0f} | {result['peak_mb']:.0f} | "
                      f"{result['peak_mb'] - result['built_mb']:.0f} | "
-                     f"{result['tensors_peak_mb']:.0f} | {result['step_seconds']:.2f} | "
+                     f"{megabytes(result['tensors_peak_mb'])} | {result['step_seconds']:.2f} | "
                      f"{ratio} |")
     return "\n".join(lines) + "\n"
 

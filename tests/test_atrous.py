@@ -167,7 +167,7 @@ def test_the_formulation_is_chosen_per_device_and_can_be_overridden(monkeypatch)
 
     monkeypatch.delenv(atrous.ATROUS_ENVIRONMENT, raising=False)
     monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: [])
-    assert atrous.atrous_formulation() == "tapwise"
+    assert atrous.atrous_formulation() == "auto"  # a CPU: each layer chooses
     monkeypatch.setattr(tf.config, "list_logical_devices",
                         lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
     assert atrous.atrous_formulation() == "native"
@@ -181,3 +181,36 @@ def test_the_formulation_is_chosen_per_device_and_can_be_overridden(monkeypatch)
     with pytest.raises(ValueError, match="atrous formulation 'x'"):
         with atrous.use_atrous_formulation("x"):
             pass
+
+
+def test_on_a_cpu_each_layer_keeps_the_per_tap_products_only_where_they_skip_much(monkeypatch):
+    """CPU, "auto": at 24 x 24 features the backbone's rate 2 (11% of the taps' work
+    skipped) and ASPP's rate 6 (31%) run oneDNN's dilated kernel, rates 12 and 18 (56%,
+    75%) the per-tap products; an unknown size, no oneDNN or an explicit choice keeps
+    the per-tap products (or what was chosen). The outputs are the same either way."""
+    from pixelwise.models import atrous
+
+    monkeypatch.delenv(atrous.ATROUS_ENVIRONMENT, raising=False)
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: [])
+    monkeypatch.setattr(atrous, "onednn_enabled", lambda: True)
+    chosen = {rate: atrous.layer_formulation(24, 24, (3, 3), (rate, rate))
+              for rate in (2, 6, 12, 18)}
+    assert chosen == {2: "native", 6: "native", 12: "tapwise", 18: "tapwise"}
+    assert atrous.layer_formulation(None, 24, (3, 3), (2, 2)) == "tapwise"
+    with atrous.use_atrous_formulation("tapwise"):
+        assert atrous.layer_formulation(24, 24, (3, 3), (2, 2)) == "tapwise"
+    monkeypatch.setattr(atrous, "onednn_enabled", lambda: False)
+    assert atrous.layer_formulation(24, 24, (3, 3), (2, 2)) == "tapwise"
+
+    monkeypatch.setattr(atrous, "onednn_enabled", lambda: True)
+    images = tf.constant(np.random.default_rng(6).normal(size=(2, 24, 24, 5)).astype("float32"))
+    for rate in (2, 12):
+        layer = AtrousConv2D(4, 3, dilation_rate=rate, padding="same")
+        layer.build(images.shape)
+        graph = tf.function(layer).get_concrete_function(images).graph
+        dilated = [op for op in graph.get_operations()
+                   if "dilations" in op.node_def.attr and rate in op.get_attr("dilations")]
+        assert bool(dilated) == (chosen[rate] == "native")
+        with atrous.use_atrous_formulation("tapwise"):
+            tapwise = layer(images)
+        np.testing.assert_allclose(layer(images), tapwise, rtol=1e-4, atol=1e-4)

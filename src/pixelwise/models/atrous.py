@@ -18,11 +18,15 @@ model stays exact for every input size (taps that reach nothing give empty produ
 The outputs equal a dilated convolution's up to float rounding; the weights are the
 convolution's own kernel, so nothing about a layer's variables or config changes.
 
-Which formulation runs is chosen per device (:func:`atrous_formulation`): the per-tap
-products (and space-to-batch for 'valid' convolutions) were chosen from CPU timings; on a
-GPU the native dilated convolution (cuDNN) is expected to be faster and lighter, so GPUs
-use it until measured otherwise (:func:`native_dilated_convolution`: the Conv2D op's own
-``dilations``, which ``tf.nn.convolution`` and Keras would route through space-to-batch).
+Which formulation runs is chosen per device and, on a CPU, per layer
+(:func:`layer_formulation`): on a GPU the native dilated convolution (cuDNN) is expected
+to be faster and lighter, so GPUs use it until measured otherwise
+(:func:`native_dilated_convolution`: the Conv2D op's own ``dilations``, which
+``tf.nn.convolution`` and Keras would route through space-to-batch). On a CPU with oneDNN
+a layer whose per-tap products would skip little of the dense work (the backbone's rate 2,
+ASPP's rate 6 at 24 x 24) runs oneDNN's dilated kernel too, which is as fast there and
+keeps no per-tap input slices for the backward pass; the others, and every layer whose
+size is unknown when traced, the per-tap products ('valid' ones: space-to-batch).
 Dilated depthwise convolutions keep space-to-batch everywhere: the DepthwiseConv2dNative
 op's own ``dilations`` gave wrong gradients on this CPU (oneDNN), 'valid' ones none at all.
 ``PIXELWISE_ATROUS=tapwise|native|auto`` or :func:`use_atrous_formulation` overrides the
@@ -49,11 +53,21 @@ def _checked_formulation(name: str, where: str) -> str:
     return name
 
 
+# On a CPU, "auto" keeps the per-tap products where they skip at least this share of the
+# dense multiply-adds: at DeepLab's 24 x 24 ASPP features, rates 12 and 18 (56% and 75%
+# skipped, 2.2x and 1.4x faster than oneDNN's dilated kernel). Where they skip less (rate 2:
+# 11%, rate 6: 31%) oneDNN's kernel is as fast or faster and keeps no per-tap input slices
+# for the backward pass: a whole training step 2-10% faster and 0.3-0.7 GB lighter
+# (benchmarks/memory.py: default against tapwise_atrous).
+TAPWISE_MIN_SKIPPED = 1 / 3
+
+
 def atrous_formulation() -> str:
     """``"tapwise"`` (this module's per-tap products; space-to-batch where they do not
-    apply) or ``"native"`` (the framework's dilated convolution) for the graph traced now:
-    what :func:`use_atrous_formulation` or ``PIXELWISE_ATROUS`` asks for, and for "auto"
-    (the default) native when TensorFlow sees a GPU, tapwise on CPUs."""
+    apply), ``"native"`` (the framework's dilated convolution) or ``"auto"`` for the graph
+    traced now: what :func:`use_atrous_formulation` or ``PIXELWISE_ATROUS`` asks for, "auto"
+    (the default) resolved to native when TensorFlow sees a GPU. On a CPU "auto" stays
+    "auto": each layer chooses (:func:`layer_formulation`)."""
     if _chosen:
         name = _chosen[-1]
     else:
@@ -63,7 +77,35 @@ def atrous_formulation() -> str:
         return name
     import tensorflow as tf
 
-    return "native" if tf.config.list_logical_devices("GPU") else "tapwise"
+    return "native" if tf.config.list_logical_devices("GPU") else "auto"
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs its CPU kernels through oneDNN (the default on x86 Linux,
+    off with ``TF_ENABLE_ONEDNN_OPTS=0``); without it TensorFlow's dilated convolution has
+    no gradient on a CPU."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # a TensorFlow without the probe: assume the safe answer
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def layer_formulation(height, width, kernel_size: Sequence[int],
+                      dilation_rate: Sequence[int]) -> str:
+    """``"tapwise"`` or ``"native"`` for one 'same' dilated convolution on a
+    ``height x width`` input (None where unknown when traced): :func:`atrous_formulation`,
+    and where that says "auto" (a CPU), native if oneDNN runs the kernels and the per-tap
+    products would skip less than ``TAPWISE_MIN_SKIPPED`` of the dense multiply-adds;
+    tapwise where the size is unknown (one graph for every size)."""
+    name = atrous_formulation()
+    if name != "auto":
+        return name
+    if not isinstance(height, int) or not isinstance(width, int) or not onednn_enabled():
+        return "tapwise"
+    dense = height * width * kernel_size[0] * kernel_size[1]
+    executed = tapwise_multiply_adds(height, width, kernel_size, dilation_rate)
+    return "native" if executed > (1 - TAPWISE_MIN_SKIPPED) * dense else "tapwise"
 
 
 @contextlib.contextmanager

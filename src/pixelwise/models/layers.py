@@ -23,6 +23,7 @@ from keras import ops
 
 from pixelwise.models.atrous import (
     atrous_formulation,
+    layer_formulation,
     native_dilated_convolution,
     tapwise_convolution,
 )
@@ -213,7 +214,8 @@ class AtrousConv2D(keras.layers.Conv2D):
       on par at the backbone's rate 2; benchmarks/RESULTS.md has the figures.
     - 'valid' padding: :func:`space_to_batch_convolution`.
 
-    Where :func:`~pixelwise.models.atrous.atrous_formulation` says "native" (GPUs), the
+    Where :func:`~pixelwise.models.atrous.layer_formulation` says "native" (GPUs; on a
+    CPU with oneDNN, 'same' convolutions whose per-tap products would skip little), the
     Conv2D op's own dilated kernel
     (:func:`~pixelwise.models.atrous.native_dilated_convolution`).
     """
@@ -222,10 +224,17 @@ class AtrousConv2D(keras.layers.Conv2D):
         super().__init__(*args, **kwargs)
         _check_atrous_config(self)
 
+    def formulation(self, input_shape) -> str:
+        """``"tapwise"`` or ``"native"``: how a dilated call on ``input_shape`` runs."""
+        if self.padding != "same":
+            return "native" if atrous_formulation() == "native" else "tapwise"
+        return layer_formulation(input_shape[1], input_shape[2], self.kernel_size,
+                                 self.dilation_rate)
+
     def convolution_op(self, inputs, kernel):
         if tuple(self.dilation_rate) == (1, 1):
             return super().convolution_op(inputs, kernel)
-        if atrous_formulation() == "native":
+        if self.formulation(inputs.shape) == "native":
             return native_dilated_convolution(inputs, kernel, dilation_rate=self.dilation_rate,
                                               padding=self.padding)
         if self.padding == "same":

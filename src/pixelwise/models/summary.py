@@ -48,9 +48,11 @@ def _positions(shape: Sequence[int | None]) -> int:
 def layer_multiply_adds(layer: keras.layers.Layer, input_shape: Sequence[int],
                         output_shape: Sequence[int], *, executed: bool = False) -> int:
     """Multiply-adds of one call of ``layer`` on a batch of one (0 for uncounted layers);
-    ``executed``: the taps an AtrousConv2D multiplies rather than the nominal count."""
+    ``executed``: the taps an AtrousConv2D running per-tap products multiplies rather than
+    the nominal count."""
     if (executed and isinstance(layer, AtrousConv2D) and layer.padding == "same"
-            and tuple(layer.dilation_rate) != (1, 1)):
+            and tuple(layer.dilation_rate) != (1, 1)
+            and layer.formulation(tuple(input_shape)) == "tapwise"):
         kernel_height, kernel_width, inputs, filters = layer.kernel.shape
         taps = tapwise_multiply_adds(int(output_shape[1]), int(output_shape[2]),
                                      (kernel_height, kernel_width), layer.dilation_rate)
