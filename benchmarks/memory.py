@@ -149,13 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name} ...", flush=True)
         results[name] = run_variant(name, arguments)
         print(f"  {json.dumps(results[name])}", flush=True)
-    text = markdown(arguments, results)
-    print(text)
-    if arguments.results:
-        from pixelwise.benchmark import update_results_section
+    from pixelwise.benchmark_results import print_and_record
 
-        update_results_section(arguments.results, SECTION, text)
-        print(f"wrote section {SECTION} of {arguments.results}")
+    print_and_record(markdown(arguments, results), arguments.results, SECTION)
     return 0
 
 

@@ -133,13 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     arguments.argv = sys.argv[1:] if argv is None else argv
     with tempfile.TemporaryDirectory() as log_dir:
         result = profile_step(arguments.input_size, arguments.batch_size, log_dir)
-    text = markdown(arguments, result)
-    print(text)
-    if arguments.results:
-        from pixelwise.benchmark import update_results_section
+    from pixelwise.benchmark_results import print_and_record
 
-        update_results_section(arguments.results, SECTION, text)
-        print(f"wrote section {SECTION} of {arguments.results}")
+    print_and_record(markdown(arguments, result), arguments.results, SECTION)
     return 0
 
 

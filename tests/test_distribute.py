@@ -237,6 +237,41 @@ def test_evaluation_strategies_stay_on_this_machine(monkeypatch):
     assert not distribute.is_default(distribute.make_strategy("one"))
 
 
+def moved_pixels(matrix_two, matrix_one, what: str) -> int:
+    """How many pixels two confusion matrices of the same labels predict differently;
+    the labels' rows must be equal and at most 0.1% may move (near-ties, below)."""
+    np.testing.assert_array_equal(matrix_two.sum(axis=1), matrix_one.sum(axis=1), err_msg=what)
+    moved = int(np.abs(matrix_two - matrix_one).sum()) // 2
+    assert moved <= matrix_one.sum() // 1000, (what, moved)
+    return moved
+
+
+def assert_same_evaluation(two: dict, one: dict, protocol: str) -> None:
+    """Two evaluations of one model that differ only in how the images were batched.
+
+    The labels are counted identically (every pixel once, in its class's row). The
+    predictions may differ at near-ties: one image's logits differ in their last bits
+    between batch compositions (up to 8e-6 measured here, oneDNN's kernels block by
+    batch), which flips the argmax of a pixel whose two best classes are that close; a
+    model trained for two steps has such pixels. So at most 0.1% of the pixels may move,
+    and every score follows within that."""
+    two, one = dict(two), dict(one)
+    matrix_one = np.array(one.pop("confusion_matrix"))
+    moved = moved_pixels(np.array(two.pop("confusion_matrix")), matrix_one, protocol)
+    share = moved / matrix_one.sum()
+    for class_two, class_one in zip(two.pop("per_class"), one.pop("per_class")):
+        for key, value in class_one.items():
+            if isinstance(value, float):
+                assert class_two[key] == pytest.approx(value, abs=10 * share + 1e-12), key
+            elif key == "predicted_pixels":
+                assert abs(class_two[key] - value) <= moved, key
+            else:
+                assert class_two[key] == value, key
+    for key in ("pixel_accuracy", "mean_accuracy", "mean_iou"):
+        assert two.pop(key) == pytest.approx(one.pop(key), abs=10 * share + 1e-12), key
+    assert two == one, protocol
+
+
 def run_scenario(name: str, *arguments: str, timeout: float = 420) -> dict:
     """The RESULT of ``distribute_scenarios.py NAME ARGUMENTS`` run in a fresh process."""
     completed = subprocess.run([sys.executable, str(SCENARIOS), name, *arguments],
@@ -394,7 +429,7 @@ def test_mirrored_training_on_two_cpus_and_identical_evaluation(synthetic, tmp_p
     assert json.loads(folder.state_path.read_text())["optimizer_iterations"] == 2
 
     matrix_two, matrix_one = np.array(result["matrix_two"]), np.array(result["matrix_one"])
-    np.testing.assert_array_equal(matrix_two, matrix_one)
+    moved_pixels(matrix_two, matrix_one, "two replicas against one device")
     assert matrix_two.sum() == result["labelled_pixels"]  # every pixel once, none twice
     assert np.count_nonzero(matrix_two.sum(axis=0)) >= 3  # a model that tells classes apart
 
@@ -402,7 +437,6 @@ def test_mirrored_training_on_two_cpus_and_identical_evaluation(synthetic, tmp_p
     # matrix, the hardest images (their losses to float rounding).
     assert "MirroredStrategy: 2 replica(s); global batch 4" in result["evaluate_echo"]
     evaluations = result["evaluations"]
-    np.testing.assert_array_equal(evaluations["two_plain"]["confusion_matrix"], matrix_one)
     assert len(evaluations["two_plain"]["hardest"]) == 3
     assert evaluations["two_ms_flip"]["scales"] == [0.75, 1.0, 1.25]
     for protocol in ("plain", "ms_flip"):
@@ -410,7 +444,7 @@ def test_mirrored_training_on_two_cpus_and_identical_evaluation(synthetic, tmp_p
         assert two["num_images"] == one["num_images"] == 5
         assert two["labelled_pixels"] == result["labelled_pixels"]
         hardest_two, hardest_one = two.pop("hardest"), one.pop("hardest")
-        assert two == one, protocol
+        assert_same_evaluation(two, one, protocol)
         assert [item["name"] for item in hardest_two] == [item["name"] for item in hardest_one]
         np.testing.assert_allclose([item["cross_entropy"] for item in hardest_two],
                                    [item["cross_entropy"] for item in hardest_one], rtol=1e-4)

@@ -95,6 +95,15 @@ def update_results_section(path: str | Path, section: str, markdown: str) -> Non
     path.write_text(text if text.endswith("\n") else text + "\n")
 
 
+def print_and_record(markdown: str, results_path: str | Path | None, section: str) -> None:
+    """Print a benchmark script's ``markdown``, and put it into ``section`` of
+    ``results_path`` when one is given (saying so)."""
+    print(markdown)
+    if results_path:
+        update_results_section(results_path, section, markdown)
+        print(f"wrote section {section} of {results_path}")
+
+
 def publish_figures(figures: dict, *, markdown: str, results_path: str | Path, section: str,
                     json_path: str | Path | None = None) -> None:
     """What a benchmark script does with its figures: ``markdown`` into ``section`` of
