@@ -98,7 +98,7 @@ def peak_megabytes(step, logits, labels) -> float:
 def markdown(figures: dict, command: str, load: float) -> str:
     names = list(next(iter(figures.values())))
     lines = ["### CE + Dice: its gradient written out, against autodiff", "",
-             f"Forward + backward of the loss alone (``[B]`` losses, gradient for the logits), "
+             f"Forward + backward of the loss alone (`[B]` losses, gradient for the logits), "
              f"medians of interleaved repeats, and the peak of TensorFlow's tensor memory "
              f"during one step above the inputs; load average {load:.2f} at the end. "
              f"Command: `{command}`", "",
