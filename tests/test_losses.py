@@ -154,11 +154,14 @@ def test_losses_match_numpy_reference(batch, height, width, num_classes, ignored
 
 
 def test_cross_entropy_matches_keras_sparse_cross_entropy_on_one_image():
+    """Value and gradient (pixelwise's is written out; Keras's is autodiff)."""
     labels, logits = random_batch(np.random.default_rng(1), 1, 9, 11, 4)
     reference = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE)
-    expected = float(reference(labels.astype(np.int32), logits))
-    assert loss_value(build_loss("ce", num_classes=4), labels, logits) == pytest.approx(expected,
-                                                                                        rel=1e-5)
+    expected, expected_gradient = loss_and_gradient(
+        lambda y, z: reference(y.astype(np.int32), z), labels, logits)
+    value, gradient = loss_and_gradient(build_loss("ce", num_classes=4), labels, logits)
+    assert value == pytest.approx(float(expected), rel=1e-5)
+    np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-5, atol=1e-7)
 
 
 def loss_and_gradient(loss, labels, logits):
@@ -346,10 +349,28 @@ def test_ce_dice_gradient_written_out_equals_autodiff_of_its_two_terms(class_wei
     sample_weight = tf.constant([0.5, 2.0, 1.0])
     options = dict(num_classes=4, ignore_label=IGNORE, class_weights=class_weights,
                    smooth=smooth)
-    separate = [build_loss("weighted_ce", num_classes=4, ignore_label=IGNORE,
-                           class_weights=class_weights),
-                lambda y, z, sample_weight: dice_weight * build_loss("dice", **options)(
-                    y, z, sample_weight=sample_weight)]
+    dice = build_loss("dice", **options)  # autodiff: no gradient of its own
+
+    def autodiff_weighted_cross_entropy(y, z, sample_weight):
+        """The weighted CE spelled out in TensorFlow ops, differentiated by autodiff."""
+        is_class = (y >= 0) & (y < 4)
+        one_hot = tf.one_hot(tf.where(is_class, y, -1), 4)
+        if class_weights is None:  # per image: (n - n_c) / n
+            counts = tf.reduce_sum(one_hot, axis=(1, 2))
+            total = tf.reduce_sum(counts, axis=-1, keepdims=True)
+            image_weights = tf.math.divide_no_nan(total - counts, total)[:, None, None, :]
+        else:
+            image_weights = tf.constant(class_weights)
+        weights = tf.reduce_sum(one_hot * image_weights, axis=-1)
+        masked = tf.where(is_class[..., None], z, 0.0)
+        pixel_ce = -tf.reduce_sum(one_hot * tf.nn.log_softmax(masked), axis=-1)
+        per_image = tf.math.divide_no_nan(tf.reduce_sum(weights * pixel_ce, axis=(1, 2)),
+                                          tf.reduce_sum(tf.cast(is_class, tf.float32),
+                                                        axis=(1, 2)))
+        return tf.reduce_sum(per_image * sample_weight) / 3.0
+
+    separate = [autodiff_weighted_cross_entropy,
+                lambda y, z, sample_weight: dice_weight * dice(y, z, sample_weight=sample_weight)]
     results = []
     for losses in ([build_loss("ce_dice", dice_weight=dice_weight, **options)], separate):
         with tf.GradientTape() as tape:

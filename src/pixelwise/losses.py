@@ -140,7 +140,8 @@ def soft_dice_loss(pixels: LabelledPixels, weights, smooth: float,
 def cross_entropy_dice(pixels: LabelledPixels, weights, smooth: float,
                        dice_weight: float) -> object:
     """``mean_over_labelled(w * CE) + dice_weight * soft Dice`` per image, ``[B]``, with
-    the gradient written out instead of left to autodiff.
+    the gradient written out instead of left to autodiff (``dice_weight`` 0: the weighted
+    cross-entropy alone; weights ``pixels.valid``: the plain one).
 
     Both terms depend on the logits only through ``p_y``, each pixel's softmax
     probability of its label: ``CE_i = -log p_y``, and Dice's denominator is
@@ -303,7 +304,8 @@ class CrossEntropy(SegmentationLoss):
         super().__init__(num_classes, ignore_label, name=name, **kwargs)
 
     def losses_from_pixels(self, pixels: LabelledPixels) -> object:
-        return mean_over_labelled(pixel_cross_entropy(pixels), pixels.valid)
+        # Weighted CE with every labelled pixel's weight 1, by the written-out gradient.
+        return cross_entropy_dice(pixels, pixels.valid, smooth=1.0, dice_weight=0.0)
 
 
 @keras.saving.register_keras_serializable(package="pixelwise")
@@ -316,8 +318,7 @@ class WeightedCrossEntropy(WeightedLoss):
         super().__init__(num_classes, ignore_label, class_weights, name=name, **kwargs)
 
     def losses_from_pixels(self, pixels: LabelledPixels) -> object:
-        weighted = self.weights_of(pixels) * pixel_cross_entropy(pixels)
-        return mean_over_labelled(weighted, pixels.valid)
+        return cross_entropy_dice(pixels, self.weights_of(pixels), smooth=1.0, dice_weight=0.0)
 
 
 @keras.saving.register_keras_serializable(package="pixelwise")
