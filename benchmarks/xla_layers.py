@@ -21,7 +21,6 @@ import sys
 from datetime import datetime, timezone
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from pixelwise.benchmark import cpu_name, median_seconds, update_results_section
