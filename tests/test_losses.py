@@ -7,12 +7,12 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pixelwise.class_weights import median_frequency_weights
 from pixelwise.losses import (
     LOSS_NAMES,
     CrossEntropyDice,
     FocalLoss,
     build_loss,
-    median_frequency_weights,
     per_image_loss,
 )
 

@@ -17,10 +17,11 @@ import keras
 import numpy as np
 
 from pixelwise import distribute
+from pixelwise.class_weights import median_frequency_weights
 from pixelwise.config import RunConfig
 from pixelwise.data.pipeline import DataSource
 from pixelwise.data.spec import DatasetSpec
-from pixelwise.losses import build_loss, median_frequency_weights
+from pixelwise.losses import build_loss
 from pixelwise.metrics import MeanAccuracy, MeanIoU, PixelAccuracy
 from pixelwise.models import build_model
 from pixelwise.models.layers import all_layers
