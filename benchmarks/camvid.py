@@ -118,10 +118,15 @@ def train_flag(text: str) -> tuple[str, str]:
     return "--" + name.strip("-"), value
 
 
+def training_seconds(state: dict) -> float:
+    """The training seconds a run's state (``RunFolder.read_state()``, or {}) records."""
+    return float(state.get("train_seconds") or 0.0)
+
+
 def read_training_seconds(run_dir: Path) -> float:
     from pixelwise.runs import RunFolder
 
-    return float((RunFolder(run_dir).read_state() or {}).get("train_seconds") or 0.0)
+    return training_seconds(RunFolder(run_dir).read_state() or {})
 
 
 def train_stage(camvid: Path, run_dir: Path, recipe: dict, budget_seconds: float, *,
@@ -268,7 +273,7 @@ def main() -> None:
                               if arguments.repeats else None),
         "int8_bytes": int8_path.stat().st_size,
         "parameters": load_model(folder.best_model_path, compile=False).count_params(),
-        "training_seconds": sum(float(state.get("train_seconds") or 0.0) for state in states),
+        "training_seconds": sum(training_seconds(state) for state in states),
         "epochs": " + ".join(str(state.get("epochs_done")) for state in states),
         "stages": [str(part) for part in chain],
         "recipe": recipe,

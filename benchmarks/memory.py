@@ -35,7 +35,6 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
 SECTION = "memory_where"
 # Variant -> (environment changes, loss name).
 VARIANTS = {
