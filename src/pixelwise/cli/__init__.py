@@ -9,7 +9,8 @@ library's known errors through ``params.reported``, anything else through
 
 from __future__ import annotations
 
-from pixelwise.cli import data, model, run, train  # noqa: F401  (register their commands)
+from pixelwise.cli import (  # noqa: F401  (register their commands)
+    data, data_frames, data_import, model, run, train)
 from pixelwise.cli.root import PixelwiseGroup, cli
 
 
