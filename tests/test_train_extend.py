@@ -177,13 +177,14 @@ def test_cli_fine_tunes_a_trained_run_at_another_size(tiny_trained_run, tiny_tra
     config = RunConfig.load(second_run / "config.json")
     assert config.model.init_weights == str(first_run.resolve())
     assert config.data.input_size == (96, 96)
-    # Another head cannot start from it: one line naming the file, no traceback.
-    wider = [flag if flag != str(TINY_MODEL["aspp_filters"]) else "24"
+    # Another backbone cannot start from it: one line naming the file, no traceback. (Another
+    # head can: its layers start anew, see test_transfer.py.)
+    wider = [flag if flag != str(TINY_MODEL["width_multiplier"]) else "0.5"
              for flag in tiny_train_flags]
     result = runner.invoke(cli, ["train", "--data", str(data), "--out", str(tmp_path / "third"),
                                  "--init-from", str(first_run), "--epochs", "1",
                                  "--no-tensorboard", *wider])
     assert result.exit_code == 1, result.output
-    assert "best.keras: its weights do not fit this" in result.output
+    assert "best.keras: its backbone does not fit this" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "third").exists()  # the corrected command can use that folder

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pixelwise.class_map import format_class_map, parse_class_map
 from pixelwise.data.voc import DEFAULT_SPLIT_SEED
 from pixelwise.io import size_pair, write_text_atomically
 
@@ -108,9 +109,14 @@ class ModelConfig:
         bn_momentum: momentum of every BatchNormalization layer's moving statistics.
             Keras's 0.99 suits long runs; short from-scratch runs need less (0.9), or the
             moving statistics lag behind the weights and inference-mode scores collapse.
-        init_weights: a trained model of the same architecture and classes (a .keras or
-            .weights.h5 file, or a run folder: its best.keras) whose weights start the run,
-            e.g. a second stage at another input size; None: backbone_weights decide.
+        init_weights: a trained model whose weights start the run: a .keras file, a run
+            folder (its best.keras), a registered model name (``pixelwise.zoo``) or a
+            .weights.h5 file of this very architecture. Its classes may differ: every layer
+            that fits is kept, the classifier rows of corresponding classes carry over
+            (``pixelwise.transfer``); None: backbone_weights decide.
+        init_class_map: which old class starts which new one, ``(("road", "floor"), ...)``
+            or the text ``"road=floor,sky=sky"`` (see ``pixelwise.class_map``); None:
+            classes of the same name.
     """
 
     name: str = "deeplabv3"
@@ -126,8 +132,16 @@ class ModelConfig:
     decoder_filters: int | None = None
     bn_momentum: float = 0.99
     init_weights: str | None = None
+    init_class_map: tuple[tuple[str, str], ...] | None = None
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "init_class_map", parse_class_map(self.init_class_map))
+        except ValueError as error:
+            raise ValueError(f"model.init_class_map: {error}") from None
+        if self.init_class_map and not self.init_weights:
+            raise ValueError(f"model.init_class_map ({format_class_map(self.init_class_map)}) "
+                             f"maps the classes of an init model; give init_weights too")
         for name in ("multi_grid", "aspp_rates"):
             value = getattr(self, name)
             if value is not None:
@@ -202,6 +216,9 @@ class TrainConfig:
         tensorboard: write TensorBoard logs to the run's tensorboard/ folder.
         time_budget: seconds of wall time the run may take, all its parts together (None:
             no limit); it stops after the epoch when the next one would pass the budget.
+        freeze_backbone_epochs: the first N epochs train with the backbone frozen (its
+            weights fixed, its batch norm in inference mode), then everything trains; for
+            fine-tuning a trained model to new classes (see ``pixelwise.training_phases``).
     """
 
     recipe: str = "textbook"
@@ -224,8 +241,12 @@ class TrainConfig:
     lr_scaling: str = "linear"
     sync_batchnorm: bool = False
     time_budget: float | None = None
+    freeze_backbone_epochs: int = 0
 
     def __post_init__(self) -> None:
+        if int(self.freeze_backbone_epochs) < 0:
+            raise ValueError(f"train.freeze_backbone_epochs must be >= 0, got "
+                             f"{self.freeze_backbone_epochs}")
         if self.recipe not in RECIPES:
             raise ValueError(f"train.recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
         for name in ("epochs", "batch_size"):
@@ -357,7 +378,12 @@ class RunConfig:
 
 
 def _jsonable(values: dict) -> dict:
-    return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
+    return {key: _as_lists(value) for key, value in values.items()}
+
+
+def _as_lists(value):
+    """Tuples (nested ones too) as lists, as JSON reads them back."""
+    return [_as_lists(item) for item in value] if isinstance(value, tuple) else value
 
 
 __all__ = ["CLASS_WEIGHTINGS", "DataConfig", "LR_SCALINGS", "ModelConfig", "RECIPES", "RunConfig",

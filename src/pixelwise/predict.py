@@ -48,6 +48,7 @@ from pixelwise.runs import PREDICTIONS_DIR, RunFolder
 from pixelwise.video.drawing import OVERLAY_ALPHA, annotated_overlay, overlay
 from pixelwise.video.sources import VIDEO_SUFFIXES
 from pixelwise.video.writer import mask_image, probability_image
+from pixelwise.zoo import is_model_name, resolve_model_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -208,13 +209,17 @@ def predict_tflite(model_path: str | Path, paths: Sequence[str | Path],
 
 def open_model(model_path: str | Path, *, resize: bool = False, fit_mode: str | None = None,
                num_threads: int | None = None,
-               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Segmenter:
+               max_pixels: int | None = DEFAULT_MAX_PIXELS, kind: str | None = None) -> Segmenter:
     """The Segmenter of any model form (``Segmenter.from_path``) with predict's options:
     a .tflite runs with ``num_threads`` and ``fit_mode`` (default "resize"); the others
     pad each image (or, with ``resize``, run at the training input size) and scale
     images above ``max_pixels`` down. ``num_threads`` for TensorFlow sets its thread pools,
-    which only works before TensorFlow has started in this process."""
-    model_path = Path(model_path)
+    which only works before TensorFlow has started in this process. A registered model's
+    name (:mod:`pixelwise.zoo`) runs its file of ``kind`` (None: its .keras)."""
+    if kind is not None and not is_model_name(model_path):
+        raise ValueError(f"{model_path}: a path, not a model name; the kind of file "
+                         f"({kind}) picks among a registered model's files")
+    model_path = resolve_model_path(model_path, kind)
     if model_path.is_file() and model_path.suffix not in (".tflite", ".keras"):
         raise ValueError(f"{model_path}: give a run folder or a .tflite model (or a .keras "
                          f"file, or a SavedModel folder)")
@@ -234,8 +239,18 @@ def open_model(model_path: str | Path, *, resize: bool = False, fit_mode: str | 
                                max_pixels=max_pixels)
 
 
+def _model_label(model_path: str | Path, kind: str | None) -> str:
+    """The model file's name, after the model's name where one was given."""
+    if is_model_name(model_path):
+        return f"{model_path}: {resolve_model_path(model_path, kind).name}"
+    return Path(model_path).name
+
+
 def default_out_dir(model_path: str | Path) -> Path:
-    """RUN/predictions for a run folder, else NAME_predictions beside the model."""
+    """RUN/predictions for a run folder, NAME_predictions in the current folder for a
+    registered model's name, else NAME_predictions beside the model."""
+    if is_model_name(model_path):
+        return Path(f"{model_path}_predictions")
     model_path = Path(model_path)
     if model_path.is_dir() and (model_path / "config.json").is_file():
         return model_path / PREDICTIONS_DIR
@@ -257,7 +272,8 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path] = (),
             drivable: str | Sequence[str] | None = None, safety: float = DEFAULT_SAFETY,
             smooth: float | None = None, resize: bool = False, fit_mode: str | None = None,
             num_threads: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-            progress: bool = True, echo: Callable[[str], None] = print) -> list[Path]:
+            kind: str | None = None, progress: bool = True,
+            echo: Callable[[str], None] = print) -> list[Path]:
     """`pixelwise predict`: images, folders and videos in ``inputs``, or a ``camera``,
     through any model form (:func:`open_model`); returns the paths written.
 
@@ -268,6 +284,8 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path] = (),
     reaches ``safety`` (higher: more cautious). ``smooth``: videos' exponential moving
     average of probabilities (the newest frame's weight). ``max_frames``: stop a video or
     the camera after that many frames. Default ``out_dir``: :func:`default_out_dir`.
+    ``model_path`` may be a registered model's name; ``kind`` picks its file ("keras",
+    "tflite"; None: its .keras).
     """
     from pixelwise.drivable import check_safety, drivable_classes
     from pixelwise.smoothing import check_alpha
@@ -283,7 +301,7 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path] = (),
     images = [path for path in paths if not is_video(path)]
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(model_path)
     segmenter = open_model(model_path, resize=resize, fit_mode=fit_mode,
-                           num_threads=num_threads, max_pixels=max_pixels)
+                           num_threads=num_threads, max_pixels=max_pixels, kind=kind)
     classes = None if drivable is None else drivable_classes(segmenter.spec, drivable)
     stems = {path: path.stem for path in videos}
     if camera is not None:
@@ -300,7 +318,7 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path] = (),
         files = [path for item in results
                  for path in (item.label_path, item.overlay_path, *item.drivable_paths)]
         echo(f"wrote {len(files)} file(s) for {len(results)} image(s) to {out_dir}"
-             + (f" ({Path(model_path).name}, {segmenter.input_size[0]}x"
+             + (f" ({_model_label(model_path, kind)}, {segmenter.input_size[0]}x"
                 f"{segmenter.input_size[1]}, {segmenter.fit_mode})"
                 if isinstance(segmenter, TFLiteSegmenter) else ""))
         written += files

@@ -37,6 +37,13 @@ replicas`` images, the learning rate is scaled by ``train.lr_scaling``, and on t
 non-chief workers of a multi-worker cluster everything the run folder would get goes to
 the worker's own backup folder instead.
 
+A new run with ``model.init_weights`` starts from that trained model, keeping every layer
+that fits and the classifier rows of corresponding classes (``pixelwise.transfer``; what
+was kept is printed and written as init_report.json). With
+``train.freeze_backbone_epochs`` the run trains in two phases, the backbone frozen first
+(``pixelwise.training_phases``); the second phase starts as a resume from the state the
+first one saved, so a run interrupted at any point continues as an uninterrupted one would.
+
 ``train`` coordinates; the pieces live in ``pixelwise.recipe`` (network, optimizer, loss,
 metrics), ``pixelwise.callbacks`` (the per-epoch save and the resumable callbacks),
 ``pixelwise.runs`` (the run folder), ``pixelwise.training_inputs`` (data check and
@@ -71,12 +78,13 @@ from pixelwise.config import RunConfig
 from pixelwise.data.pipeline import open_source
 from pixelwise.global_state import dtype_policy as precision_policy
 from pixelwise.global_state import seeded
+from pixelwise.transfer import INIT_REPORT_FILENAME, start_from_init_model
+from pixelwise.io import write_json_atomically
 from pixelwise.recipe import (
     build_compiled_model,
     build_network,
     build_optimizer,
     current_learning_rate,
-    load_initial_weights,
     set_batch_norm_momentum,
 )
 from pixelwise.runs import RunConflictError, RunFolder, trim_log
@@ -86,6 +94,7 @@ from pixelwise.training_inputs import (
     training_images,
     training_inputs,
 )
+from pixelwise.training_phases import enter_phase, plan_phases
 from pixelwise.training_state import (
     agree_with_other_workers,
     restore_checkpoint,
@@ -191,29 +200,33 @@ def _train_locked(config: RunConfig, run_dir: Path, folder: RunFolder, source, t
             echo(f"resuming {folder.root} after epoch {epochs_done} "
                  f"(learning rate {current_learning_rate(model.optimizer):.3g})")
         elif config.model.init_weights:
-            try:
-                start = load_initial_weights(model, config.model.init_weights)
-            except (OSError, ValueError):
-                if not had_run:
-                    folder.remove_unstarted()
-                raise
-            echo(f"starting from the weights of {start}")
+            _start_from_init_model(model, config, folder, source.spec, had_run=had_run,
+                                   chief=chief, echo=echo)
         folder.trim_log(epochs_done)
-        inputs = training_inputs(config, source, strategy, epochs_done)
-        run = build_run_callbacks(config, folder, state, echo=echo, started=started)
-        echo(f"training {model.name} on {train_size} images ({steps_per_epoch} steps per epoch), "
-             f"epochs {epochs_done + 1}..{config.train.epochs}; run folder {folder.root}")
-        try:
-            model.fit(inputs.train, validation_data=inputs.val, epochs=config.train.epochs,
-                      initial_epoch=epochs_done, callbacks=[*run.callbacks, *callbacks],
-                      shuffle=False, steps_per_epoch=inputs.fit_steps,
-                      verbose=1 if progress else 2)  # the pipeline shuffles
-        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
-            raise input_error(config, source, error) from error
+        run = None
+        for phase in plan_phases(epochs_done, config.train):
+            if run is not None:  # a later phase goes on as a resume from the saved state
+                state = folder.read_state() or {}
+                if run.checkpoint.bad_epoch or state.get("stop_reason"):
+                    break
+                started = time.monotonic()
+            enter_phase(model, phase, config, source.spec)
+            inputs = training_inputs(config, source, strategy, phase.start_epoch)
+            run = build_run_callbacks(config, folder, state, echo=echo, started=started)
+            echo(f"training {model.name} on {train_size} images ({steps_per_epoch} steps per "
+                 f"epoch), {phase.describe()}; run folder {folder.root}")
+            try:
+                model.fit(inputs.train, validation_data=inputs.val, epochs=phase.end_epoch,
+                          initial_epoch=phase.start_epoch,
+                          callbacks=[*run.callbacks, *callbacks], shuffle=False,
+                          steps_per_epoch=inputs.fit_steps,
+                          verbose=1 if progress else 2)  # the pipeline shuffles
+            except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
+                raise input_error(config, source, error) from error
 
     final_state = folder.read_state() or {}
     epochs_saved = int(final_state.get("epochs_done", 0))
-    bad_epoch = run.checkpoint.bad_epoch
+    bad_epoch = run.checkpoint.bad_epoch if run is not None else None
     if bad_epoch:
         stop_reason = STOP_NAN
         folder.trim_log(epochs_saved)  # the log keeps the saved epochs only
@@ -226,6 +239,22 @@ def _train_locked(config: RunConfig, run_dir: Path, folder: RunFolder, source, t
     return TrainResult(run_dir, epochs_saved, epochs_done, stop_reason,
                        final_state.get("best_val_mean_iou"), final_state.get("best_epoch"),
                        bad_epoch, final_state.get("train_seconds"))
+
+
+def _start_from_init_model(model: keras.Model, config: RunConfig, folder: RunFolder, spec,
+                           *, had_run: bool, chief: bool, echo: Callable[[str], None]) -> None:
+    """Start a new run's ``model`` from ``config.model.init_weights`` (see
+    ``pixelwise.transfer``), saying what was kept and writing it as init_report.json; a
+    model that does not fit leaves a new folder as it was."""
+    try:
+        report = start_from_init_model(model, config, spec)
+    except (OSError, ValueError):
+        if not had_run:
+            folder.remove_unstarted()
+        raise
+    echo(f"starting from the weights of {report.source}: {report.summary()}")
+    if chief:
+        write_json_atomically(folder.root / INIT_REPORT_FILENAME, report.to_dict())
 
 
 def resume(run_dir: str | Path, *, epochs: int | None = None, time_budget: float | None = None,

@@ -1,5 +1,5 @@
 """The `pixelwise` command. Thin: each command parses its arguments, calls one library
-function and prints; the commands live in ``data`` (datasets), ``model`` (summary,
+function and prints; the commands live in ``data`` (datasets), ``model`` (summary, list, show,
 benchmark), ``train`` and ``run`` (evaluate, predict, export, visualize, demo).
 
 Errors end the command with one line and exit status 1, never a Python traceback: the

@@ -1,4 +1,5 @@
-"""`pixelwise model summary` and `pixelwise benchmark`: sizes and speeds of the models."""
+"""`pixelwise model summary | list | show` and `pixelwise benchmark`: sizes and speeds of
+the models, and the named trained models (`pixelwise.zoo`)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,37 @@ def model_summary(name: str, input_size: tuple[int, int], backbone: str,
             multi_grid=MULTI_GRID if multi_grid else None)
     for line in lines:
         click.echo(line)
+
+
+@model.command("list")
+def model_list() -> None:
+    """The named trained models: name, classes, input size, scores, files."""
+    from pixelwise.zoo import known_models_text, list_models
+
+    with reported(OSError, ValueError):
+        cards = list_models()
+    if not cards:
+        click.echo(known_models_text())
+        return
+    for card in cards:
+        names = card.spec.class_names
+        classes = ", ".join(names[:6]) + (f", ... ({len(names)})" if len(names) > 6 else "")
+        click.echo(f"{card.name}: {len(names)} classes ({classes}); input "
+                   f"{card.input_size[0]}x{card.input_size[1]}; {card.scores_text()}; files: "
+                   f"{', '.join(f'{kind} {name}' for kind, name in sorted(card.files.items()))}")
+        if card.description:
+            click.echo(f"    {card.description}")
+
+
+@model.command("show")
+@click.argument("name")
+def model_show(name: str) -> None:
+    """The card of the named model NAME (JSON, with the folder it lies in)."""
+    from pixelwise.zoo import card_json, find_model
+
+    with reported(OSError, ValueError):
+        card = find_model(name)
+    click.echo(card_json(card))
 
 
 @cli.command("benchmark")

@@ -53,7 +53,7 @@ def evaluate(run_dir: Path, split: str, resolutions: tuple[str, ...], multi_scal
 
 
 @cli.command("predict")
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, path_type=Path))
+@click.argument("model_path", metavar="MODEL")
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (default: RUN/predictions, or NAME_predictions beside "
@@ -89,26 +89,29 @@ def evaluate(run_dir: Path, split: str, resolutions: tuple[str, ...], multi_scal
               type=click.IntRange(min=1),
               help="Larger photos run scaled down to this many pixels (bounds memory); "
                    "the class map comes back at full size.")
+@click.option("--kind", default=None, type=click.Choice(["keras", "tflite"]),
+              help="A model name: which of its files runs [default: its .keras].")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def predict(model_path: Path, inputs: tuple[Path, ...], out_dir: Path | None,
+def predict(model_path: str, inputs: tuple[Path, ...], out_dir: Path | None,
             camera: str | None, max_frames: int | None, class_maps: str | None,
             drivable: str | None, safety: float, smooth: float | None, resize: bool,
-            fit: str | None, threads: int | None, max_pixels: int, quiet: bool) -> None:
+            fit: str | None, threads: int | None, max_pixels: int, kind: str | None,
+            quiet: bool) -> None:
     """Class maps and colour overlays for the images, folders and videos (.mp4 .avi .mov
     .mkv) in INPUTS, or a --camera, from MODEL: a run folder, a .keras file, a SavedModel
-    folder or a .tflite model. Videos print frames/s and latency and write them as
-    NAME_timings.json."""
+    folder, a .tflite model or a model name (`pixelwise model list`). Videos print
+    frames/s and latency and write them as NAME_timings.json."""
     from pixelwise.predict import predict as predict_media
 
     with reported(OSError, ValueError, ImportError):
         predict_media(model_path, inputs, out_dir, camera=camera, max_frames=max_frames,
                       class_maps=class_maps, drivable=drivable, safety=safety, smooth=smooth,
                       resize=resize, fit_mode=fit, num_threads=threads,
-                      max_pixels=max_pixels, progress=not quiet, echo=click.echo)
+                      max_pixels=max_pixels, kind=kind, progress=not quiet, echo=click.echo)
 
 
 @cli.command("export")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_dir", metavar="MODEL")
 @click.option("--format", "export_format", required=True,
               type=library_choice("pixelwise.export", "EXPORT_FORMATS"))
 @click.option("--quantize", default=None,
@@ -120,7 +123,8 @@ def predict(model_path: Path, inputs: tuple[Path, ...], out_dir: Path | None,
               help="TFLite: run the network at this size inside the graph (the input is "
                    "resized to it, the class map comes back at --input-size): S or HxW.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path),
-              help="SavedModel folder or .tflite file (default: RUN/export/...).")
+              help="SavedModel folder or .tflite file (default: RUN/export/..., "
+                   "NAME_export/... for a model name).")
 @click.option("--calibration-images", default=100, show_default=True,
               type=click.IntRange(min=1), help="int8: training images that calibrate it.")
 @click.option("--check/--no-check", default=True, show_default=True,
@@ -129,18 +133,23 @@ def predict(model_path: Path, inputs: tuple[Path, ...], out_dir: Path | None,
               help="Check on the first N images of the split (default: all).")
 @click.option("--check-split", default=None,
               help="The split the check runs on (default: the run's test split).")
+@click.option("--data", "data_source", type=click.Path(exists=True, path_type=Path),
+              help="Dataset of the model's classes for the check and int8 calibration "
+                   "(default: the run's; a model name or .keras file needs it for those).")
 @click.option("--probabilities", is_flag=True, help="Also output probabilities.")
 @click.option("--drivable", default=None, metavar="CLASS,CLASS",
               help="TFLite: also output the drivable probability, the summed probability "
                    "of these classes.")
 @click.option("--jit-compile/--no-jit-compile", default=False, show_default=True,
               help="XLA for the SavedModel's serving function and the check's Keras side.")
-def export(run_dir: Path, export_format: str, quantize: str | None,
+def export(run_dir: str, export_format: str, quantize: str | None,
            input_size: tuple[int, int] | None, run_size: tuple[int, int] | None,
            out_path: Path | None,
            calibration_images: int, check: bool, check_images: int | None,
-           check_split: str | None, probabilities: bool, drivable: str | None, jit_compile: bool) -> None:
-    """Export RUN's best model as a SavedModel or TFLite, checked against Keras."""
+           check_split: str | None, data_source: Path | None, probabilities: bool,
+           drivable: str | None, jit_compile: bool) -> None:
+    """Export MODEL as a SavedModel or TFLite, checked against Keras: a run folder (its
+    best model), a model name (`pixelwise model list`) or a .keras file."""
     from pixelwise.export import ExportCheckError, export_run
 
     try:
@@ -150,7 +159,7 @@ def export(run_dir: Path, export_format: str, quantize: str | None,
                    check_limit=check_images, check_split=check_split,
                    include_probabilities=probabilities,
                    drivable=drivable, jit_compile=jit_compile, run_size=run_size,
-                   echo=click.echo)
+                   data=data_source, echo=click.echo)
     except ExportCheckError as error:
         raise click.ClickException(f"the export fell short of its check; it stays on disk "
                                    f"for inspection:\n{error}") from error

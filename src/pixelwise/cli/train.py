@@ -56,11 +56,19 @@ from pixelwise.run_options import NO_MIXED_PRECISION
 @click.option("--bn-momentum", default=ModelConfig.bn_momentum, show_default=True,
               type=click.FloatRange(0, 1, max_open=True),
               help="Batch-norm momentum; 0.9 for short runs from scratch.")
-@click.option("--init-from", "init_weights", default=None,
-              type=click.Path(exists=True, path_type=Path),
-              help="Start from a trained model's weights (a .keras file or a run folder): "
-                   "fine-tuning, e.g. a second stage at another --input-size. Same "
-                   "architecture and classes.")
+@click.option("--init-from", "init_weights", default=None, metavar="MODEL",
+              help="Start from a trained model: a run folder, a .keras file or a model name "
+                   "(`pixelwise model list`). Its architecture stands in for the model flags "
+                   "not given; every layer that fits is kept, classes of the same name keep "
+                   "their classifier rows, the rest starts anew (init_report.json says what).")
+@click.option("--class-map", default=None, metavar="OLD=NEW,...",
+              help="With --init-from: which old class starts which new one, e.g. "
+                   "road=floor,sky=sky (only these carry over; several old classes into one "
+                   "new one are averaged). Default: classes of the same name.")
+@click.option("--freeze-backbone-epochs", default=TrainConfig.freeze_backbone_epochs,
+              show_default=True, type=click.IntRange(min=0),
+              help="Train the first N epochs with the backbone frozen (weights fixed, batch "
+                   "norm in inference mode), then everything.")
 @click.option("--epochs", default=TrainConfig.epochs, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=TrainConfig.batch_size, show_default=True,
               type=click.IntRange(min=1),
@@ -127,7 +135,7 @@ def train(ctx: click.Context, data_source: Path | None, out_dir: Path | None,
 
     from pixelwise.distribute import make_strategy
     from pixelwise.models import WeightsUnavailableError
-    from pixelwise.run_options import run_config_from_options
+    from pixelwise.run_options import architecture_of_init, run_config_from_options
     from pixelwise.train import STOP_NAN, resume, train as train_run
 
     with reported(OSError, ValueError, RuntimeError, WeightsUnavailableError):
@@ -151,6 +159,10 @@ def train(ctx: click.Context, data_source: Path | None, out_dir: Path | None,
         else:
             if data_source is None or out_dir is None:
                 raise click.UsageError("give --data and --out (or --resume RUN)")
+            # The init model's architecture for the model flags not given.
+            for name, value in architecture_of_init(settings["init_weights"]).items():
+                if ctx.get_parameter_source(name) != ParameterSource.COMMANDLINE:
+                    settings[name] = value
             config = run_config_from_options(data_source, **settings)
             result = train_run(config, out_dir, progress=not quiet, echo=click.echo,
                                strategy=strategy)

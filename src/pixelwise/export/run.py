@@ -1,5 +1,7 @@
 """``pixelwise export`` on a run folder: export its best model, then check the export on
-a split of the run's data, its test split by default (:func:`export_run`)."""
+a split of the run's data, its test split by default (:func:`export_run`). A registered
+model's name or a .keras file exports the same way, checked on the dataset given
+(:mod:`pixelwise.export.sources`)."""
 
 from __future__ import annotations
 
@@ -19,13 +21,13 @@ from pixelwise.export.prepare import (
     quantization_name,
 )
 from pixelwise.export.saved_model import export_saved_model
+from pixelwise.export.sources import EXPORT_DIR, open_export_source
 from pixelwise.export.tflite import export_tflite
 from pixelwise.inference.imaging import as_uint8_images
 from pixelwise.inference.segmenter import Segmenter
 from pixelwise.io import write_json_atomically
 
 DEFAULT_CALIBRATION_IMAGES = 100
-EXPORT_DIR = "export"
 
 
 def split_examples(source, split: str, *, input_size: Sequence[int], split_seed: int,
@@ -42,11 +44,14 @@ def split_examples(source, split: str, *, input_size: Sequence[int], split_seed:
             for images, labels in dataset]
 
 
-def default_export_path(run_dir: str | Path, export_format: str, quantize: str | None) -> Path:
-    """RUN/export/saved_model or RUN/export/model_{float32,float16,int8}.tflite."""
+def default_export_path(run_dir: str | Path, export_format: str, quantize: str | None, *,
+                        export_dir: str | Path | None = None) -> Path:
+    """RUN/export/saved_model or RUN/export/model_{float32,float16,int8}.tflite (or in
+    ``export_dir``)."""
+    folder = Path(export_dir) if export_dir is not None else Path(run_dir) / EXPORT_DIR
     if export_format == "saved_model":
-        return Path(run_dir) / EXPORT_DIR / "saved_model"
-    return Path(run_dir) / EXPORT_DIR / f"model_{quantization_name(quantize)}.tflite"
+        return folder / "saved_model"
+    return folder / f"model_{quantization_name(quantize)}.tflite"
 
 
 def check_report_path(export_path: str | Path) -> Path:
@@ -71,12 +76,14 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
                thresholds: CheckThresholds | None = None,
                include_probabilities: bool = False,
                drivable: str | Sequence[str] | None = None, jit_compile: bool = False,
-               run_size: Sequence[int] | None = None,
+               run_size: Sequence[int] | None = None, data: str | Path | None = None,
                overwrite: bool = True, echo: Callable[[str], None] = print) -> ExportResult:
     """Export the best model of a run and check it against the Keras model on a split.
 
     Args:
-        run_dir: a run folder written by ``pixelwise train``.
+        run_dir: a run folder written by ``pixelwise train``, a registered model's name
+            (``pixelwise model list``) or a .keras file (in a model folder, or beside a
+            run's config.json); see :mod:`pixelwise.export.sources`.
         export_format: "saved_model" or "tflite".
         quantize: TFLite only: None (float32), "float16" or "int8".
         input_size: the TFLite input size and the check's image size (default: the run's
@@ -97,11 +104,11 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
         run_size: TFLite: the size the network runs at inside the graph, the input resized
             to it and the logits back to ``input_size`` (a camera's frame in and out, the
             work of a smaller size); the check's Keras side runs at it too.
+        data: the dataset the check and int8 calibration read (default: the run's); a
+            model name or a .keras file without a run needs it for those two.
         overwrite: replace an earlier export at the same path.
         echo: where status lines go.
     """
-    from pixelwise.runs import load_run
-
     if export_format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {export_format!r}")
     check_quantize(quantize)
@@ -112,13 +119,16 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
     if drivable is not None and export_format != "tflite":
         raise ValueError("drivable applies to TFLite exports; a SavedModel gives "
                          "probabilities (--probabilities), whose sum is the drivable one")
-    model, spec, config = load_run(run_dir)
+    target = open_export_source(run_dir, data=data)
+    spec = target.spec
     drivable_indices = None if drivable is None else drivable_classes(spec, drivable)
-    model = float32_model(model)
-    input_multiple = config.model.input_multiple
-    size = check_input_size(input_size or config.data.input_size)
-    path = Path(out) if out is not None else default_export_path(run_dir, export_format, quantize)
-    source, split_seed = config.data.source, config.data.split_seed
+    model = float32_model(target.model)
+    input_multiple = target.input_multiple
+    size = check_input_size(input_size or target.input_size)
+    path = Path(out) if out is not None else default_export_path(
+        run_dir, export_format, quantize, export_dir=target.export_dir)
+    split_seed = target.split_seed
+    source = target.require_data("the check") if check else target.data
     if export_format == "saved_model":
         export_saved_model(model, spec, path, input_multiple=input_multiple,
                            include_probabilities=include_probabilities,
@@ -126,11 +136,12 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
     else:
         calibration = None
         if quantize == "int8":
+            source = target.require_data("int8 calibration")
             calibration = [image for image, _ in split_examples(
-                source, config.data.train_split, input_size=size, split_seed=split_seed,
+                source, target.train_split, input_size=size, split_seed=split_seed,
                 limit=calibration_count)]
             echo(f"calibrating int8 on {len(calibration)} image(s) of split "
-                 f"{config.data.train_split!r}")
+                 f"{target.train_split!r}")
         export_tflite(model, spec, path, input_size=size, quantize=quantize,
                       calibration_images=calibration, input_multiple=input_multiple,
                       include_probabilities=include_probabilities,
@@ -143,8 +154,13 @@ def export_run(run_dir: str | Path, *, export_format: str, quantize: str | None 
         return ExportResult(path, None, None)
     from pixelwise.data.sources import describe_split, open_source
 
-    check_split = check_split or config.data.test_split
-    echo(f"checking on {describe_split(open_source(source), check_split, split_seed)}"
+    check_split = check_split or target.test_split
+    opened = open_source(source)
+    if tuple(opened.spec.class_names) != tuple(spec.class_names):
+        raise ValueError(f"{source}: its classes ({', '.join(opened.spec.class_names)}) are "
+                         f"not those of {target.name} ({', '.join(spec.class_names)}); the "
+                         f"check needs a dataset of the model's classes")
+    echo(f"checking on {describe_split(opened, check_split, split_seed)}"
          + (f" (first {check_limit})" if check_limit else ""))
     examples = split_examples(source, check_split, input_size=size, split_seed=split_seed,
                               limit=check_limit)

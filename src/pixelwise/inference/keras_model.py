@@ -143,10 +143,12 @@ class KerasSegmenter(Segmenter):
                   input_multiple: int | None = None, **options) -> "KerasSegmenter":
         """A run folder's best model, or a ``.keras`` file: its classes from
         ``pixelwise_dataset.json`` beside it (or ``spec``), its stride from the run's
-        ``config.json`` beside it (or ``input_multiple``). For a run folder, "resize" and
-        "letterbox" default to the run's training input size."""
+        ``config.json`` beside it (or ``input_multiple``); a ``.keras`` file in a model
+        folder (:mod:`pixelwise.zoo`) takes both from its ``card.json``. For a run folder
+        or a model folder, "resize" and "letterbox" default to its input size."""
         from pixelwise.config import RunConfig
         from pixelwise.runs import CONFIG_FILENAME, SPEC_FILENAME, load_run
+        from pixelwise.zoo import card_beside
 
         path = Path(path)
         if path.is_dir():
@@ -155,6 +157,12 @@ class KerasSegmenter(Segmenter):
                 options.setdefault("input_size", config.data.input_size)
             return cls(model, spec or run_spec, input_multiple=input_multiple
                        or config.model.input_multiple, **options)
+        card = card_beside(path) if path.is_file() else None
+        if card is not None:
+            spec = spec or card.spec
+            input_multiple = input_multiple or card.input_multiple
+            if options.get("fit_mode", "pad") != "pad":
+                options.setdefault("input_size", card.input_size)
         if spec is None:
             if not (path.parent / SPEC_FILENAME).is_file():
                 raise FileNotFoundError(f"{path.parent / SPEC_FILENAME}: missing; pass spec= "

@@ -231,22 +231,26 @@ class Segmenter:
         return cls(path, **options)
 
     @staticmethod
-    def from_path(path: str | Path, **options) -> "Segmenter":
+    def from_path(path: str | Path, *, kind: str | None = None, **options) -> "Segmenter":
         """The segmenter of a run folder, a ``.keras`` file, a SavedModel folder (from
-        ``pixelwise export --format saved_model``) or a ``.tflite`` file.
+        ``pixelwise export --format saved_model``), a ``.tflite`` file or a registered
+        model's name (``pixelwise model list``; see :mod:`pixelwise.zoo`).
 
-        ``options`` go to the form's constructor: ``fit_mode``, ``input_size``; Keras:
-        ``scales``, ``flip``, ``jit_compile``, ``input_multiple``, ``spec``; TFLite:
-        ``num_threads``.
+        ``kind``: for a name, which of its files runs: "keras", "tflite", or None for its
+        .keras (its .tflite where it ships no .keras). ``options`` go to the form's
+        constructor: ``fit_mode``, ``input_size``; Keras: ``scales``, ``flip``,
+        ``jit_compile``, ``input_multiple``, ``spec``; TFLite: ``num_threads``.
         """
-        path = Path(path)
+        from pixelwise.zoo import resolve_model_path
+
+        path = resolve_model_path(path, kind)
         for form in Segmenter._forms:
             if form.opens(path):
                 return form.open(path, **options)
         what = "no such file or folder" if not path.exists() else "not a model pixelwise reads"
         raise FileNotFoundError(f"{path}: {what}; give a run folder, a .keras file, a "
-                                f"SavedModel folder (pixelwise export --format saved_model) "
-                                f"or a .tflite file")
+                                f"SavedModel folder (pixelwise export --format saved_model), "
+                                f"a .tflite file or a model name")
 
 
 __all__ = ["Prediction", "Segmenter"]
