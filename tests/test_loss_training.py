@@ -16,8 +16,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pixelwise.config import DataConfig, RunConfig, TrainConfig
+from pixelwise.data.spec import DatasetSpec
 from pixelwise.global_state import dtype_policy
 from pixelwise.losses import CrossEntropyDice
+from pixelwise.recipe import build_training_loss
 
 NUM_CLASSES = 4
 IGNORE = 255
@@ -74,11 +77,23 @@ def trajectory(loss, optimizer: str, jit_compile: bool) -> tuple[list[float], np
 def test_training_with_the_written_out_gradient_follows_autodiff(policy, optimizer,
                                                                  jit_compile):
     with dtype_policy(policy):
-        written, written_weights = trajectory(CrossEntropyDice(NUM_CLASSES, IGNORE),
-                                              optimizer, jit_compile)
+        written_loss = CrossEntropyDice(NUM_CLASSES, IGNORE, gradient="written")
+        written, written_weights = trajectory(written_loss, optimizer, jit_compile)
         reference, reference_weights = trajectory(autodiff_cross_entropy_dice, optimizer,
                                                   jit_compile)
     assert written[-1] < written[0] - 0.01  # it trains: the comparison is not of standstills
     np.testing.assert_allclose(written, reference, rtol=1e-5)
     drift = np.linalg.norm(written_weights - reference_weights)
     assert drift <= 1e-5 * np.linalg.norm(reference_weights)
+
+
+@pytest.mark.parametrize("loss, gradient", [("ce_dice", "written"), ("weighted_ce", "autodiff"),
+                                            ("ce", "written")])
+def test_the_runs_loss_takes_the_configured_gradient(loss, gradient):
+    config = RunConfig(data=DataConfig(source="unused"),
+                       train=TrainConfig(loss=loss, loss_gradient=gradient))
+    built = build_training_loss(config, None, DatasetSpec(("a", "b"), ((0, 0, 0), (9, 9, 9))))
+    assert built.gradient == gradient
+    assert TrainConfig().loss_gradient == "autodiff"
+    with pytest.raises(ValueError, match="train.loss_gradient must be autodiff or written"):
+        TrainConfig(loss_gradient="fused")

@@ -43,15 +43,29 @@ def loss_value(loss, labels, logits) -> float:
     return float(keras.ops.convert_to_numpy(loss(labels, logits)))
 
 
+# Every loss, and the three with a written-out gradient as "NAME/written" (the plain
+# names use the default, autodiff), so each test covers both gradients.
+VARIANTS = [*LOSS_NAMES, *(f"{name}/written" for name in ("ce", "weighted_ce", "ce_dice"))]
+
+
+def make_loss(variant: str, **options):
+    """``build_loss`` for a name of ``VARIANTS``."""
+    name, _, gradient = variant.partition("/")
+    return build_loss(name, **options, **({"gradient": gradient} if gradient else {}))
+
+
 @pytest.mark.parametrize("name, expected", [
     ("ce", HAND_CE),
     ("weighted_ce", HAND_WEIGHTED_CE),
     ("dice", HAND_DICE),
     ("ce_dice", HAND_WEIGHTED_CE + HAND_DICE),
     ("focal", HAND_FOCAL),
+    ("ce/written", HAND_CE),
+    ("weighted_ce/written", HAND_WEIGHTED_CE),
+    ("ce_dice/written", HAND_WEIGHTED_CE + HAND_DICE),
 ])
 def test_hand_computed_losses(name, expected):
-    loss = build_loss(name, num_classes=2)
+    loss = make_loss(name, num_classes=2)
     assert loss_value(loss, HAND_LABELS, HAND_LOGITS) == pytest.approx(expected, rel=1e-6)
 
 
@@ -143,25 +157,29 @@ def test_losses_match_numpy_reference(batch, height, width, num_classes, ignored
     class_weights = rng.uniform(0.1, 3.0, num_classes).tolist() if dataset_weights else None
     alpha = rng.uniform(0.1, 1.0, num_classes).tolist()
     expected = reference_image_losses(labels, logits, num_classes, class_weights, alpha=alpha)
-    for name in LOSS_NAMES:
+    for variant in VARIANTS:
+        name = variant.partition("/")[0]
         options = {"alpha": alpha} if name == "focal" else {}
         weights = class_weights if name in ("weighted_ce", "dice", "ce_dice") else None
-        loss = build_loss(name, num_classes=num_classes, class_weights=weights, **options)
+        loss = make_loss(variant, num_classes=num_classes, class_weights=weights, **options)
         per_image = keras.ops.convert_to_numpy(per_image_loss(loss, labels, logits))
-        np.testing.assert_allclose(per_image, expected[name], rtol=2e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(per_image, expected[name], rtol=2e-5, atol=1e-6,
+                                   err_msg=variant)
         assert loss_value(loss, labels, logits) == pytest.approx(expected[name].mean(), rel=2e-5,
                                                                  abs=1e-6)
 
 
-def test_cross_entropy_matches_keras_sparse_cross_entropy_on_one_image():
-    """Value and gradient (pixelwise's is written out; Keras's is autodiff)."""
+@pytest.mark.parametrize("gradient", ["autodiff", "written"])
+def test_cross_entropy_matches_keras_sparse_cross_entropy_on_one_image(gradient):
+    """Value and gradient, against Keras's own (autodiff) sparse cross-entropy."""
     labels, logits = random_batch(np.random.default_rng(1), 1, 9, 11, 4)
     reference = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE)
     expected, expected_gradient = loss_and_gradient(
         lambda y, z: reference(y.astype(np.int32), z), labels, logits)
-    value, gradient = loss_and_gradient(build_loss("ce", num_classes=4), labels, logits)
+    value, values_gradient = loss_and_gradient(build_loss("ce", num_classes=4, gradient=gradient),
+                                               labels, logits)
     assert value == pytest.approx(float(expected), rel=1e-5)
-    np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(values_gradient, expected_gradient, rtol=1e-5, atol=1e-7)
 
 
 def loss_and_gradient(loss, labels, logits):
@@ -172,7 +190,7 @@ def loss_and_gradient(loss, labels, logits):
     return value.numpy(), tape.gradient(value, logits).numpy()
 
 
-@pytest.mark.parametrize("name", LOSS_NAMES)
+@pytest.mark.parametrize("name", VARIANTS)
 @pytest.mark.parametrize("junk", [1e30, -1e30, np.inf, np.nan, "random"])
 def test_ignored_pixels_change_neither_value_nor_gradient(name, junk):
     rng = np.random.default_rng(2)
@@ -181,7 +199,7 @@ def test_ignored_pixels_change_neither_value_nor_gradient(name, junk):
     junk_logits = logits.copy()
     junk_logits[ignored] = (rng.normal(size=(ignored.sum(), 3)) * 1e4 if junk == "random"
                             else junk)
-    loss = build_loss(name, num_classes=3)
+    loss = make_loss(name, num_classes=3)
     value, gradient = loss_and_gradient(loss, labels, logits)
     junk_value, junk_gradient = loss_and_gradient(loss, labels, junk_logits.astype(np.float32))
     assert junk_value == value
@@ -189,7 +207,7 @@ def test_ignored_pixels_change_neither_value_nor_gradient(name, junk):
     assert np.all(gradient[ignored] == 0)
 
 
-@pytest.mark.parametrize("name", LOSS_NAMES)
+@pytest.mark.parametrize("name", VARIANTS)
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
 def test_finite_for_empty_one_class_and_extreme_logits(name, dtype):
     rng = np.random.default_rng(3)
@@ -202,7 +220,7 @@ def test_finite_for_empty_one_class_and_extreme_logits(name, dtype):
     logits = rng.normal(size=(4, 5, 6, 3)) * 20
     logits[2] = np.sign(logits[2]) * 60000.0  # near float16's largest finite value
     logits = tf.cast(tf.constant(logits, tf.float32), dtype)
-    loss = build_loss(name, num_classes=3)
+    loss = make_loss(name, num_classes=3)
     value, gradient = loss_and_gradient(loss, labels, logits)
     assert np.isfinite(value)
     assert gradient.dtype == np.dtype(keras.backend.standardize_dtype(dtype)) or dtype == "bfloat16"
@@ -277,12 +295,13 @@ def test_median_frequency_weights_by_hand():
     assert loss.class_weights == pytest.approx([3.0, 1.0, 0.5, 0.0])
 
 
-@pytest.mark.parametrize("name", LOSS_NAMES)
-def test_losses_serialise_round_trip(name):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_losses_serialise_round_trip(variant):
+    name = variant.partition("/")[0]
     options = {"focal": {"gamma": 1.5, "alpha": [0.5, 1.0, 2.0]}, "dice": {"smooth": 0.5},
                "ce_dice": {"smooth": 2.0, "dice_weight": 0.25}}.get(name, {})
     weights = [0.5, 1.0, 2.0] if name in ("weighted_ce", "dice", "ce_dice") else None
-    loss = build_loss(name, num_classes=3, class_weights=weights, **options)
+    loss = make_loss(variant, num_classes=3, class_weights=weights, **options)
     config = keras.saving.serialize_keras_object(loss)
     assert config["registered_name"].startswith("pixelwise>")
     restored = keras.saving.deserialize_keras_object(config)
@@ -315,10 +334,10 @@ def test_focal_with_gamma_zero_is_cross_entropy_and_grows_less_for_easy_pixels()
     assert loss_value(FocalLoss(4, gamma=2.0), labels, logits) < ce
 
 
-@pytest.mark.parametrize("name", LOSS_NAMES)
+@pytest.mark.parametrize("name", VARIANTS)
 def test_losses_compile_with_xla(name):
     labels, logits = random_batch(np.random.default_rng(10), 2, 6, 6, 3)
-    loss = build_loss(name, num_classes=3)
+    loss = make_loss(name, num_classes=3)
 
     @tf.function(jit_compile=True)
     def value_and_gradient(batch_labels, batch_logits):
@@ -372,7 +391,8 @@ def test_ce_dice_gradient_written_out_equals_autodiff_of_its_two_terms(class_wei
     separate = [autodiff_weighted_cross_entropy,
                 lambda y, z, sample_weight: dice_weight * dice(y, z, sample_weight=sample_weight)]
     results = []
-    for losses in ([build_loss("ce_dice", dice_weight=dice_weight, **options)], separate):
+    written = build_loss("ce_dice", dice_weight=dice_weight, gradient="written", **options)
+    for losses in ([written], separate):
         with tf.GradientTape() as tape:
             tape.watch(logits)
             value = sum(loss(labels, logits, sample_weight=sample_weight) for loss in losses)
@@ -382,3 +402,12 @@ def test_ce_dice_gradient_written_out_equals_autodiff_of_its_two_terms(class_wei
     assert fused_value == pytest.approx(separate_value, rel=1e-6)
     np.testing.assert_allclose(fused_gradient, separate_gradient, rtol=1e-5, atol=1e-7)
     assert not np.any(fused_gradient[2]) and not np.any(fused_gradient[0, :2])
+
+
+def test_the_default_gradient_is_autodiff_and_an_unknown_one_is_refused():
+    assert build_loss("ce_dice", num_classes=3).gradient == "autodiff"
+    assert build_loss("weighted_ce", num_classes=3, gradient="written").gradient == "written"
+    with pytest.raises(ValueError, match="gradient must be one of autodiff, written"):
+        build_loss("ce", num_classes=3, gradient="fused")
+    with pytest.raises(ValueError, match="has no option gradient"):
+        build_loss("focal", num_classes=3, gradient="written")

@@ -205,6 +205,8 @@ class TrainConfig:
         early_stopping_patience: epochs without val_loss improvement before stopping
             (textbook recipe; 0: never stop early).
         loss: a name from ``pixelwise.losses.LOSS_NAMES`` ("ce_dice" by default).
+        loss_gradient: "autodiff" (default) or "written": how "ce", "weighted_ce" and
+            "ce_dice" get their gradient (``pixelwise.losses.LOSS_GRADIENTS``).
         class_weighting: "per_image" (the loss's own per-image weights), "median_frequency"
             (from the training split's pixel counts), "sqrt_median_frequency" (their square
             roots: rare classes still count more, without being pushed onto their
@@ -233,6 +235,7 @@ class TrainConfig:
     min_learning_rate: float = 1e-8
     early_stopping_patience: int = 6
     loss: str = "ce_dice"
+    loss_gradient: str = "autodiff"
     class_weighting: str = "per_image"
     seed: int = 0
     mixed_precision: str | None = None
@@ -267,6 +270,9 @@ class TrainConfig:
         if self.mixed_precision not in (None, *MIXED_PRECISION_POLICIES):
             raise ValueError(f"train.mixed_precision must be None, float16 or bfloat16, got "
                              f"{self.mixed_precision!r}")
+        if self.loss_gradient not in ("autodiff", "written"):
+            raise ValueError(f"train.loss_gradient must be autodiff or written, got "
+                             f"{self.loss_gradient!r}")
         if self.class_weighting not in CLASS_WEIGHTINGS:
             raise ValueError(f"train.class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}, "
                              f"got {self.class_weighting!r}")

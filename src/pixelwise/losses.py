@@ -45,6 +45,9 @@ from pixelwise.data.spec import IGNORE_LABEL
 
 LOSS_NAMES = ("ce", "weighted_ce", "dice", "ce_dice", "focal")
 DEFAULT_LOSS = "ce_dice"
+# How "ce", "weighted_ce" and "ce_dice" get their gradient: autodiff (default; the demo
+# scored higher with it over seeds, benchmarks/RESULTS.md) or written out (lighter, below).
+LOSS_GRADIENTS = ("autodiff", "written")
 
 # (1 - p_t) is floored here in the focal loss so that its power stays differentiable
 # at p_t == 1 for any gamma >= 0; the effect on the value is below float32 resolution.
@@ -152,12 +155,9 @@ def cross_entropy_dice(pixels: LabelledPixels, weights, smooth: float,
         loss = sum_i w_i (-log p_y) / n + dice_weight * (1 - (2 sum_i w_i p_y + smooth) / d)
         d loss / d z_ic = (p_ic - t_ic) * w_i * (1 / n + 2 dice_weight p_y / d)
 
-    Autodiff of the same formula keeps about seven logits-sized tensors (one-hot labels,
-    products, the softmax) from the forward pass to the backward one, at the moment a
-    training step's memory peaks; this keeps the logits and a few per-pixel values and
-    recomputes the softmax in the backward pass. Measured at 384 x 384, batch 8: the loss
-    alone 1.76x faster, a DeepLab v3 ResNet-50 step ~0.5 GB lighter
-    (``benchmarks/loss_fusion.py``, ``benchmarks/memory.py``).
+    Autodiff keeps ~7 logits-sized tensors to the backward pass, at a step's memory peak;
+    this keeps the logits and recomputes the softmax. At 384 x 384, batch 8: the loss 1.76x
+    faster, a DeepLab v3 ResNet-50 step ~0.5 GB lighter (benchmarks/loss_fusion.py, memory.py).
     """
     valid, logits, classes = pixels.valid, pixels.logits, pixels.classes
     labelled_counts = ops.sum(valid, axis=(1, 2))
@@ -193,6 +193,27 @@ def cross_entropy_dice(pixels: LabelledPixels, weights, smooth: float,
         return cross_entropy + dice_weight * dice, gradient
 
     return per_image(logits)
+
+
+def autodiff_cross_entropy_dice(pixels: LabelledPixels, weights, smooth: float,
+                                dice_weight: float) -> object:
+    """The value of :func:`cross_entropy_dice`, its gradient left to autodiff: one
+    log-softmax serves both terms, its exp the softmax (Dice skipped at ``dice_weight`` 0)."""
+    log_probabilities = ops.log_softmax(pixels.logits, axis=-1)
+    cross_entropy = mean_over_labelled(
+        weights * pixel_cross_entropy(pixels, log_probabilities), pixels.valid)
+    if dice_weight == 0.0:
+        return cross_entropy
+    dice = soft_dice_loss(pixels, weights, smooth, ops.exp(log_probabilities))
+    return cross_entropy + dice_weight * dice
+
+
+def _cross_entropy_dice_by(gradient: str):
+    """The CE + Dice function whose gradient is ``gradient`` (one of ``LOSS_GRADIENTS``)."""
+    if gradient not in LOSS_GRADIENTS:
+        raise ValueError(f"gradient must be one of {', '.join(LOSS_GRADIENTS)}, got "
+                         f"{gradient!r}")
+    return cross_entropy_dice if gradient == "written" else autodiff_cross_entropy_dice
 
 
 def _checked_class_weights(class_weights: Sequence[float] | None, num_classes: int,
@@ -265,12 +286,16 @@ class CrossEntropy(SegmentationLoss):
     """Cross-entropy from logits, averaged over each image's labelled pixels."""
 
     def __init__(self, num_classes: int, ignore_label: int = IGNORE_LABEL,
-                 name: str = "cross_entropy", **kwargs) -> None:
+                 gradient: str = "autodiff", name: str = "cross_entropy", **kwargs) -> None:
         super().__init__(num_classes, ignore_label, name=name, **kwargs)
+        self.gradient, self._loss = gradient, _cross_entropy_dice_by(gradient)
 
     def losses_from_pixels(self, pixels: LabelledPixels) -> object:
-        # Weighted CE with every labelled pixel's weight 1, by the written-out gradient.
-        return cross_entropy_dice(pixels, pixels.valid, smooth=1.0, dice_weight=0.0)
+        # Weighted CE with every labelled pixel's weight 1.
+        return self._loss(pixels, pixels.valid, smooth=1.0, dice_weight=0.0)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "gradient": self.gradient}
 
 
 @keras.saving.register_keras_serializable(package="pixelwise")
@@ -278,12 +303,16 @@ class WeightedCrossEntropy(WeightedLoss):
     """``sum_i w_i CE_i / n`` over each image's ``n`` labelled pixels (weights: module doc)."""
 
     def __init__(self, num_classes: int, ignore_label: int = IGNORE_LABEL,
-                 class_weights: Sequence[float] | None = None,
+                 class_weights: Sequence[float] | None = None, gradient: str = "autodiff",
                  name: str = "weighted_cross_entropy", **kwargs) -> None:
         super().__init__(num_classes, ignore_label, class_weights, name=name, **kwargs)
+        self.gradient, self._loss = gradient, _cross_entropy_dice_by(gradient)
 
     def losses_from_pixels(self, pixels: LabelledPixels) -> object:
-        return cross_entropy_dice(pixels, self.weights_of(pixels), smooth=1.0, dice_weight=0.0)
+        return self._loss(pixels, self.weights_of(pixels), smooth=1.0, dice_weight=0.0)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "gradient": self.gradient}
 
 
 @keras.saving.register_keras_serializable(package="pixelwise")
@@ -311,7 +340,8 @@ class CrossEntropyDice(WeightedLoss):
 
     def __init__(self, num_classes: int, ignore_label: int = IGNORE_LABEL,
                  class_weights: Sequence[float] | None = None, smooth: float = 1.0,
-                 dice_weight: float = 1.0, name: str = "cross_entropy_dice", **kwargs) -> None:
+                 dice_weight: float = 1.0, gradient: str = "autodiff",
+                 name: str = "cross_entropy_dice", **kwargs) -> None:
         super().__init__(num_classes, ignore_label, class_weights, name=name, **kwargs)
         if not float(smooth) >= 0.0:
             raise ValueError(f"smooth must be >= 0, got {smooth}")
@@ -319,13 +349,14 @@ class CrossEntropyDice(WeightedLoss):
             raise ValueError(f"dice_weight must be >= 0, got {dice_weight}")
         self.smooth = float(smooth)
         self.dice_weight = float(dice_weight)
+        self.gradient, self._loss = gradient, _cross_entropy_dice_by(gradient)
 
     def losses_from_pixels(self, pixels: LabelledPixels) -> object:
-        return cross_entropy_dice(pixels, self.weights_of(pixels), self.smooth,
-                                  self.dice_weight)
+        return self._loss(pixels, self.weights_of(pixels), self.smooth, self.dice_weight)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "smooth": self.smooth, "dice_weight": self.dice_weight}
+        return {**super().get_config(), "smooth": self.smooth, "dice_weight": self.dice_weight,
+                "gradient": self.gradient}
 
 
 @keras.saving.register_keras_serializable(package="pixelwise")
@@ -373,10 +404,10 @@ _LOSS_CLASSES = {
     "focal": FocalLoss,
 }
 _LOSS_OPTIONS = {
-    "ce": (),
-    "weighted_ce": (),
+    "ce": ("gradient",),
+    "weighted_ce": ("gradient",),
     "dice": ("smooth",),
-    "ce_dice": ("smooth", "dice_weight"),
+    "ce_dice": ("smooth", "dice_weight", "gradient"),
     "focal": ("gamma", "alpha"),
 }
 
@@ -387,7 +418,8 @@ def build_loss(name: str = DEFAULT_LOSS, *, num_classes: int, ignore_label: int 
 
     ``class_weights``: dataset-level weights (one per class) used instead of the per-image
     weights by "weighted_ce", "dice" and "ce_dice". ``options``: "dice" takes ``smooth``;
-    "ce_dice" ``smooth`` and ``dice_weight``; "focal" ``gamma`` and ``alpha``.
+    "ce_dice" ``smooth`` and ``dice_weight``; "focal" ``gamma`` and ``alpha``; "ce",
+    "weighted_ce" and "ce_dice" ``gradient`` ("autodiff" or "written", ``LOSS_GRADIENTS``).
 
     >>> loss = build_loss("ce_dice", num_classes=21)
     >>> model.compile(optimizer="adam", loss=loss)  # doctest: +SKIP

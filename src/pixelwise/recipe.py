@@ -134,8 +134,10 @@ def build_training_loss(config: RunConfig, source: DataSource, spec: DatasetSpec
         class_weights = weights.tolist()
     elif weighting == "none":
         class_weights = [1.0] * spec.num_classes
+    options = ({"gradient": config.train.loss_gradient}
+               if config.train.loss in ("ce", "weighted_ce", "ce_dice") else {})
     return build_loss(config.train.loss, num_classes=spec.num_classes,
-                      ignore_label=spec.ignore_label, class_weights=class_weights)
+                      ignore_label=spec.ignore_label, class_weights=class_weights, **options)
 
 
 def segmentation_metrics(spec: DatasetSpec) -> list[keras.metrics.Metric]:

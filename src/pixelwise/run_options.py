@@ -54,6 +54,7 @@ def run_config_from_options(
     learning_rate: float | None = TrainConfig.learning_rate,
     weight_decay: float = TrainConfig.weight_decay,
     loss: str = TrainConfig.loss,
+    loss_gradient: str = TrainConfig.loss_gradient,
     class_weighting: str = TrainConfig.class_weighting,
     augment: str = DataConfig.augment,
     val_resolution: str = DataConfig.val_resolution,
@@ -116,7 +117,8 @@ def run_config_from_options(
             init_weights=init_weights or None, init_class_map=class_map),
         train=TrainConfig(
             recipe=recipe, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-            weight_decay=weight_decay, loss=loss, class_weighting=class_weighting, seed=seed,
+            weight_decay=weight_decay, loss=loss, loss_gradient=loss_gradient,
+            class_weighting=class_weighting, seed=seed,
             mixed_precision=None if mixed_precision == NO_MIXED_PRECISION else mixed_precision,
             jit_compile=jit_compile, tensorboard=tensorboard, lr_scaling=lr_scaling,
             sync_batchnorm=sync_batchnorm, time_budget=time_budget,
