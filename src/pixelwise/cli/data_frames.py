@@ -95,8 +95,8 @@ def data_suggest(model: str, frames_dir: Path, out_dir: Path, count: int, score:
                  labelled: tuple[Path, ...], min_gap: float, duplicate_threshold: float,
                  batch_size: int, columns: int, no_maps: bool, quiet: bool) -> None:
     """Rank the unlabelled frames in FRAMES_DIR by MODEL's uncertainty and suggest the
-    COUNT to label next, spread over time and looks. MODEL: a run folder, .keras file or
-    SavedModel folder."""
+    COUNT to label next, spread over time and looks. MODEL: a run folder, .keras file,
+    SavedModel folder or a model name (`pixelwise model list`)."""
     from pixelwise.suggest import suggest_frames
 
     with reported():
