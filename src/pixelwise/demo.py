@@ -76,7 +76,7 @@ def cpu_has_native_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
 def demo_config(data_root: str | Path, *, size: int = DEMO_SIZE, epochs: int = DEMO_EPOCHS,
                 batch_size: int = DEMO_BATCH_SIZE, learning_rate: float = DEMO_LEARNING_RATE,
                 mixed_precision: str | None = "auto", split_seed: int = DEFAULT_SPLIT_SEED,
-                seed: int = 0) -> RunConfig:
+                seed: int = 0, loss_gradient: str = "autodiff") -> RunConfig:
     """The demo's run configuration (see the module docstring); ``mixed_precision="auto"``
     picks bfloat16 where the CPU computes it natively."""
     if mixed_precision == "auto":
@@ -89,7 +89,7 @@ def demo_config(data_root: str | Path, *, size: int = DEMO_SIZE, epochs: int = D
                           aspp_rates=DEMO_ASPP_RATES, bn_momentum=DEMO_BN_MOMENTUM),
         train=TrainConfig(recipe="textbook", epochs=epochs, batch_size=batch_size,
                           learning_rate=learning_rate, seed=seed,
-                          mixed_precision=mixed_precision))
+                          mixed_precision=mixed_precision, loss_gradient=loss_gradient))
 
 
 def prepare_demo_data(data_dir: Path, *, num_images: int, size: int, seed: int,
@@ -133,7 +133,7 @@ def run_demo(out_dir: str | Path = DEFAULT_DEMO_DIR, *, num_images: int = DEMO_N
              size: int = DEMO_SIZE, seed: int = 0, split_seed: int = DEFAULT_SPLIT_SEED,
              epochs: int = DEMO_EPOCHS, batch_size: int = DEMO_BATCH_SIZE,
              learning_rate: float = DEMO_LEARNING_RATE, mixed_precision: str | None = "auto",
-             train: bool = True, echo: Callable[[str], None] = print,
+             loss_gradient: str = "autodiff", train: bool = True, echo: Callable[[str], None] = print,
              progress: bool = True) -> DemoResult:
     """Generate and check the synthetic data, then train, evaluate and visualise.
 
@@ -146,6 +146,7 @@ def run_demo(out_dir: str | Path = DEFAULT_DEMO_DIR, *, num_images: int = DEMO_N
         epochs, batch_size, learning_rate: the training's.
         mixed_precision: "auto" (bfloat16 where the CPU has it natively), None,
             "bfloat16" or "float16".
+        loss_gradient: "autodiff" or "written" (``pixelwise.losses.LOSS_GRADIENTS``).
         train: False stops after the data check.
         echo: where the report lines go.
         progress: show progress bars.
@@ -169,7 +170,7 @@ def run_demo(out_dir: str | Path = DEFAULT_DEMO_DIR, *, num_images: int = DEMO_N
     run_dir = out_dir / "run"
     config = demo_config(data_root, size=size, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, mixed_precision=mixed_precision,
-                         split_seed=split_seed)
+                         split_seed=split_seed, loss_gradient=loss_gradient)
     discard_stale_run(run_dir, config, data_changed, echo)
     echo(f"training DeepLab v3 (ResNet-50, random init) at {size}x{size}, {epochs} epochs, "
          f"batch {batch_size}, precision {config.train.precision_policy}")

@@ -202,12 +202,15 @@ def visualize(run_dir: Path, split: str, num_images: int, data_source: Path | No
 @click.option("--mixed-precision", default="auto", show_default=True,
               type=click.Choice(["auto", "none", "bfloat16", "float16"]),
               help="auto: bfloat16 where the CPU computes it natively.")
+@click.option("--loss-gradient", default="autodiff", show_default=True,
+              type=click.Choice(["autodiff", "written"]),
+              help="CE + Dice's gradient: autodiff, or written out (lighter; see RESULTS.md).")
 def demo(out_dir: Path, num_images: int, size: int, seed: int, epochs: int,
-         train_model: bool, mixed_precision: str) -> None:
+         train_model: bool, mixed_precision: str, loss_gradient: str) -> None:
     """The main job: synthetic data, DeepLab v3 training, test scores, pictures."""
     with reported(OSError, ValueError, RuntimeError):
         run_demo(
             out_dir, num_images=num_images, size=size, seed=seed, epochs=epochs,
             train=train_model,
             mixed_precision=None if mixed_precision == "none" else mixed_precision,
-            echo=click.echo)
+            loss_gradient=loss_gradient, echo=click.echo)
