@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from cli_errors import one_line_error
 from pixelwise.cli import cli
 from pixelwise.video import opencv
 from pixelwise.video.frames import (
@@ -52,15 +53,6 @@ def index_of(path) -> int:
     """The index of the video frame a PNG holds, from its grey level."""
     level = np.asarray(Image.open(path).convert("RGB"))[HEIGHT // 2, WIDTH // 2, 0]
     return int(round(level / LEVEL_STEP))
-
-
-def one_line_error(result, *needles: str) -> str:
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    for needle in needles:
-        assert needle in lines[0], result.output
-    return lines[0]
 
 
 # --------------------------------------------------------------------------- choosing frames

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from cli_errors import one_line_error
 from conftest import TINY_MODEL, TINY_SIZE
 from pixelwise.cli import cli
 from pixelwise.data.palette import read_label
@@ -27,15 +28,6 @@ from pixelwise.zoo import (
     resolve_model_path,
 )
 from zoo_fixtures import TINY_NAME, tiny_zoo, tiny_zoo_dir  # noqa: F401  (fixtures)
-
-
-def one_line_error(result, *needles: str) -> str:
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    for needle in needles:
-        assert needle in lines[0], result.output
-    return lines[0]
 
 
 # --------------------------------------------------------------------------- the registry

@@ -131,4 +131,30 @@ class LabelCanvas:
         self._notes.append(f"{self.where}, {shape}: {message}")
 
 
-__all__ = ["AnnotatedImage", "Annotations", "ImageRef", "LabelCanvas"]
+# A shape to draw: (where it is, e.g. "shape 3 (polygon)"; its label; size -> mask, bounds).
+Draw = Callable[[tuple[int, int]], tuple[np.ndarray, Bounds | None]]
+
+
+def shape_painter(shapes: list[tuple[str, str, Draw]], fix: str, *,
+                  smaller_on_top: bool = False) -> Callable[["LabelCanvas"], None]:
+    """A ``paint`` for :class:`AnnotatedImage`: each shape whose label the import knows,
+    later over earlier (``smaller_on_top``: larger areas first, ties in order); a shape that
+    cannot be drawn becomes a problem naming it, followed by ``fix``."""
+    def paint(canvas: LabelCanvas) -> None:
+        drawn = []
+        for order, (what, label, draw) in enumerate(shapes):
+            if not canvas.known(label, what):
+                continue
+            try:
+                mask, bounds = draw(canvas.size)
+            except ValueError as error:
+                canvas.problem(what, f"{error}; {fix}")
+                continue
+            area = -int(mask.sum()) if smaller_on_top else 0
+            drawn.append((area, order, what, label, mask, bounds))
+        for _, _, what, label, mask, bounds in sorted(drawn, key=lambda shape: shape[:2]):
+            canvas.paint(label, what, mask, bounds)
+    return paint
+
+
+__all__ = ["AnnotatedImage", "Annotations", "Draw", "ImageRef", "LabelCanvas", "shape_painter"]

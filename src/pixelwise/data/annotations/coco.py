@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from pixelwise.data.annotations.annotated import (AnnotatedImage, Annotations, ImageRef,
-                                                  LabelCanvas)
+                                                  shape_painter)
 from pixelwise.data.annotations.exports import find_one, opened_export
 from pixelwise.data.annotations.image_files import find_image
 from pixelwise.data.annotations.importer import ImportOptions, ImportSummary, import_annotations
@@ -100,7 +100,7 @@ def read_coco(json_path: Path, image_roots: list[Path], shown_as: Path | None = 
             image=ImageRef(name(found), path=found) if found else None,
             declared_size=((width, height) if isinstance(width, int) and isinstance(height, int)
                            else None),
-            paint=_painter(shapes),
+            paint=shape_painter(shapes, "export the annotations again", smaller_on_top=True),
             missing=(f"image not found in {', '.join(map(name, image_roots))}; pass --images "
                      f"with the folder its file_name is relative to")))
     for image_id, shapes in by_image.items():
@@ -174,23 +174,6 @@ def _polygons(polygons: list[list], size: Size) -> tuple[np.ndarray, Bounds]:
         extents.append(polygon_bounds(polygon))
     return mask, (min(e[0] for e in extents), min(e[1] for e in extents),
                   max(e[2] for e in extents), max(e[3] for e in extents))
-
-
-def _painter(shapes: list[tuple[str, str, Draw]]) -> Callable[[LabelCanvas], None]:
-    def paint(canvas: LabelCanvas) -> None:
-        drawn = []
-        for order, (what, label, draw) in enumerate(shapes):
-            if not canvas.known(label, what):
-                continue
-            try:
-                mask, bounds = draw(canvas.size)
-            except ValueError as error:
-                canvas.problem(what, f"{error}; export the annotations again")
-                continue
-            drawn.append((-int(mask.sum()), order, what, label, mask, bounds))
-        for _, _, what, label, mask, bounds in sorted(drawn, key=lambda shape: shape[:2]):
-            canvas.paint(label, what, mask, bounds)
-    return paint
 
 
 __all__ = ["import_coco", "read_coco"]

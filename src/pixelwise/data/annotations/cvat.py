@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from pixelwise.data.annotations.annotated import (AnnotatedImage, Annotations, ImageRef,
-                                                  LabelCanvas)
+                                                  shape_painter)
 from pixelwise.data.annotations.exports import find_one, opened_export
 from pixelwise.data.annotations.image_files import find_image
 from pixelwise.data.annotations.importer import ImportOptions, ImportSummary, import_annotations
@@ -105,7 +105,8 @@ def read_cvat(xml_path: Path, image_roots: list[Path], shown_as: Path | None = N
         annotations.images.append(AnnotatedImage(
             name=PurePosixPath(image_name.replace("\\", "/")).stem, where=where,
             image=ImageRef(name(found), path=found) if found else None,
-            declared_size=_declared_size(element), paint=_painter(shapes),
+            declared_size=_declared_size(element),
+            paint=shape_painter(shapes, "correct it in CVAT and export again"),
             missing=(f"image not found in {', '.join(map(name, image_roots))}; pass --images "
                      f"with the folder holding the task's images")))
     if skipped_shapes:
@@ -204,20 +205,6 @@ def _geometry(element: ElementTree.Element) -> Draw:
     width, height = int(number("width")), int(number("height"))
     bounds = (left, top, left + width - 1, top + height - 1)
     return lambda size: (cvat_rle_mask(counts, left, top, width, height, size), bounds)
-
-
-def _painter(shapes: list[tuple[str, str, Draw]]) -> Callable[[LabelCanvas], None]:
-    def paint(canvas: LabelCanvas) -> None:
-        for what, label, draw in shapes:
-            if not canvas.known(label, what):
-                continue
-            try:
-                mask, bounds = draw(canvas.size)
-            except ValueError as error:
-                canvas.problem(what, f"{error}; correct it in CVAT and export again")
-                continue
-            canvas.paint(label, what, mask, bounds)
-    return paint
 
 
 __all__ = ["import_cvat", "read_cvat"]
