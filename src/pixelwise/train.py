@@ -78,7 +78,6 @@ from pixelwise.config import RunConfig
 from pixelwise.data.pipeline import open_source
 from pixelwise.global_state import dtype_policy as precision_policy
 from pixelwise.global_state import seeded
-from pixelwise.transfer import INIT_REPORT_FILENAME, start_from_init_model
 from pixelwise.io import write_json_atomically
 from pixelwise.recipe import (
     build_compiled_model,
@@ -101,6 +100,7 @@ from pixelwise.training_state import (
     skip_damaged_checkpoint,
     worker_backup_dir,
 )
+from pixelwise.transfer import INIT_REPORT_FILENAME, start_from_init_model
 
 
 @dataclass
