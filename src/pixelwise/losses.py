@@ -45,8 +45,8 @@ from pixelwise.data.spec import IGNORE_LABEL
 
 LOSS_NAMES = ("ce", "weighted_ce", "dice", "ce_dice", "focal")
 DEFAULT_LOSS = "ce_dice"
-# How "ce", "weighted_ce" and "ce_dice" get their gradient: autodiff (default; the demo
-# scored higher with it over seeds, benchmarks/RESULTS.md) or written out (lighter, below).
+# How "ce", "weighted_ce" and "ce_dice" get their gradient: autodiff (default; the bfloat16
+# demo's scores, benchmarks/RESULTS.md) or written out (equal, lighter: cross_entropy_dice).
 LOSS_GRADIENTS = ("autodiff", "written")
 
 # (1 - p_t) is floored here in the focal loss so that its power stays differentiable
