@@ -1,6 +1,6 @@
 """CE + Dice three ways, forward + backward, interleaved in one process: with its gradient
-written out (pixelwise's ``cross_entropy_dice``, now), by autodiff over one log-softmax for
-both terms (before), and by autodiff with a softmax per term (before that). Each variant's
+written out (pixelwise's ``--loss-gradient written``), by autodiff over one log-softmax for
+both terms (the default), and by autodiff with a softmax per term (before that). Each variant's
 peak of TensorFlow's tensor memory during its step is read from the allocator.
 
 The logits of a DeepLab training step at 384 x 384, batch 8, 21 classes (VOC), and of the
@@ -37,18 +37,6 @@ CASES = {"VOC step (384 x 384, batch 8, 21 classes)": (8, 384, 384, 21),
 IGNORE = 255
 
 
-class AutodiffCrossEntropyDice(CrossEntropyDice):
-    """One log-softmax for both terms, its exp the softmax, differentiated by autodiff."""
-
-    def losses_from_pixels(self, pixels):
-        weights = self.weights_of(pixels)
-        log_probabilities = tf.nn.log_softmax(pixels.logits, axis=-1)
-        cross_entropy = mean_over_labelled(
-            weights * pixel_cross_entropy(pixels, log_probabilities), pixels.valid)
-        dice = soft_dice_loss(pixels, weights, self.smooth, tf.exp(log_probabilities))
-        return cross_entropy + self.dice_weight * dice
-
-
 class TwoSoftmaxCrossEntropyDice(CrossEntropyDice):
     """The loss before the fusion: each term takes its own softmax of the logits."""
 
@@ -76,8 +64,8 @@ def time_case(batch: int, height: int, width: int, classes: int, repeats: int) -
     labels[rng.random(labels.shape) < 0.1] = IGNORE
     labels = tf.constant(labels)
     options = dict(num_classes=classes, ignore_label=IGNORE)
-    steps = {"written-out gradient": loss_step([CrossEntropyDice(**options)]),
-             "autodiff, one log-softmax": loss_step([AutodiffCrossEntropyDice(**options)]),
+    steps = {"written-out gradient": loss_step([CrossEntropyDice(**options, gradient="written")]),
+             "autodiff, one log-softmax": loss_step([CrossEntropyDice(**options)]),
              "autodiff, a softmax per term": loss_step([TwoSoftmaxCrossEntropyDice(**options)])}
     interleaved_seconds(steps, logits, labels, repeats=1)  # trace and warm up
     peaks = {name: peak_megabytes(step, logits, labels) for name, step in steps.items()}

@@ -76,7 +76,7 @@ def cpu_has_native_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
 def demo_config(data_root: str | Path, *, size: int = DEMO_SIZE, epochs: int = DEMO_EPOCHS,
                 batch_size: int = DEMO_BATCH_SIZE, learning_rate: float = DEMO_LEARNING_RATE,
                 mixed_precision: str | None = "auto", split_seed: int = DEFAULT_SPLIT_SEED,
-                seed: int = 0, loss_gradient: str = "autodiff") -> RunConfig:
+                seed: int = 0, loss_gradient: str = TrainConfig.loss_gradient) -> RunConfig:
     """The demo's run configuration (see the module docstring); ``mixed_precision="auto"``
     picks bfloat16 where the CPU computes it natively."""
     if mixed_precision == "auto":
@@ -133,8 +133,8 @@ def run_demo(out_dir: str | Path = DEFAULT_DEMO_DIR, *, num_images: int = DEMO_N
              size: int = DEMO_SIZE, seed: int = 0, split_seed: int = DEFAULT_SPLIT_SEED,
              epochs: int = DEMO_EPOCHS, batch_size: int = DEMO_BATCH_SIZE,
              learning_rate: float = DEMO_LEARNING_RATE, mixed_precision: str | None = "auto",
-             loss_gradient: str = "autodiff", train: bool = True, echo: Callable[[str], None] = print,
-             progress: bool = True) -> DemoResult:
+             loss_gradient: str = TrainConfig.loss_gradient, train: bool = True,
+             echo: Callable[[str], None] = print, progress: bool = True) -> DemoResult:
     """Generate and check the synthetic data, then train, evaluate and visualise.
 
     Args:

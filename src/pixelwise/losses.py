@@ -410,6 +410,7 @@ _LOSS_OPTIONS = {
     "ce_dice": ("smooth", "dice_weight", "gradient"),
     "focal": ("gamma", "alpha"),
 }
+LOSSES_WITH_GRADIENT = tuple(name for name in _LOSS_OPTIONS if "gradient" in _LOSS_OPTIONS[name])
 
 
 def build_loss(name: str = DEFAULT_LOSS, *, num_classes: int, ignore_label: int = IGNORE_LABEL,

@@ -21,7 +21,7 @@ from pixelwise.class_weights import median_frequency_weights
 from pixelwise.config import RunConfig
 from pixelwise.data.pipeline import DataSource
 from pixelwise.data.spec import DatasetSpec
-from pixelwise.losses import build_loss
+from pixelwise.losses import LOSSES_WITH_GRADIENT, build_loss
 from pixelwise.metrics import MeanAccuracy, MeanIoU, PixelAccuracy
 from pixelwise.models import build_model
 from pixelwise.models.layers import all_layers
@@ -135,7 +135,7 @@ def build_training_loss(config: RunConfig, source: DataSource, spec: DatasetSpec
     elif weighting == "none":
         class_weights = [1.0] * spec.num_classes
     options = ({"gradient": config.train.loss_gradient}
-               if config.train.loss in ("ce", "weighted_ce", "ce_dice") else {})
+               if config.train.loss in LOSSES_WITH_GRADIENT else {})
     return build_loss(config.train.loss, num_classes=spec.num_classes,
                       ignore_label=spec.ignore_label, class_weights=class_weights, **options)
 

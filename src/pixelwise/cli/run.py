@@ -203,7 +203,7 @@ def visualize(run_dir: Path, split: str, num_images: int, data_source: Path | No
               type=click.Choice(["auto", "none", "bfloat16", "float16"]),
               help="auto: bfloat16 where the CPU computes it natively.")
 @click.option("--loss-gradient", default="autodiff", show_default=True,
-              type=click.Choice(["autodiff", "written"]),
+              type=library_choice("pixelwise.losses", "LOSS_GRADIENTS"),
               help="CE + Dice's gradient: autodiff, or written out (lighter; see RESULTS.md).")
 def demo(out_dir: Path, num_images: int, size: int, seed: int, epochs: int,
          train_model: bool, mixed_precision: str, loss_gradient: str) -> None:
