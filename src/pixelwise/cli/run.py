@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from pixelwise.cli.root import cli
 from pixelwise.cli.params import SIZE, library_choice, reported
+from pixelwise.cli.root import cli
+from pixelwise.config import TrainConfig
 from pixelwise.demo import DEFAULT_DEMO_DIR, DEMO_EPOCHS, DEMO_NUM_IMAGES, DEMO_SIZE, run_demo
 
 
@@ -202,7 +203,7 @@ def visualize(run_dir: Path, split: str, num_images: int, data_source: Path | No
 @click.option("--mixed-precision", default="auto", show_default=True,
               type=click.Choice(["auto", "none", "bfloat16", "float16"]),
               help="auto: bfloat16 where the CPU computes it natively.")
-@click.option("--loss-gradient", default="autodiff", show_default=True,
+@click.option("--loss-gradient", default=TrainConfig.loss_gradient, show_default=True,
               type=library_choice("pixelwise.losses", "LOSS_GRADIENTS"),
               help="CE + Dice's gradient: autodiff, or written out (lighter; see RESULTS.md).")
 def demo(out_dir: Path, num_images: int, size: int, seed: int, epochs: int,
