@@ -131,6 +131,11 @@ class LabelCanvas:
         self._notes.append(f"{self.where}, {shape}: {message}")
 
 
+def first_names(names: list[str], most: int = 10) -> str:
+    """``names`` joined by commas, the first ``most`` of them, `` ...`` after when more."""
+    return ", ".join(names[:most]) + (" ..." if len(names) > most else "")
+
+
 # A shape to draw: (where it is, e.g. "shape 3 (polygon)"; its label; size -> mask, bounds).
 Draw = Callable[[tuple[int, int]], tuple[np.ndarray, Bounds | None]]
 
@@ -157,4 +162,5 @@ def shape_painter(shapes: list[tuple[str, str, Draw]], fix: str, *,
     return paint
 
 
-__all__ = ["AnnotatedImage", "Annotations", "Draw", "ImageRef", "LabelCanvas", "shape_painter"]
+__all__ = ["AnnotatedImage", "Annotations", "Draw", "ImageRef", "LabelCanvas", "first_names",
+           "shape_painter"]

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from pixelwise.data.annotations.annotated import (AnnotatedImage, Annotations, ImageRef,
-                                                  shape_painter)
+                                                  first_names, shape_painter)
 from pixelwise.data.annotations.exports import find_one, opened_export
 from pixelwise.data.annotations.image_files import find_image
 from pixelwise.data.annotations.importer import ImportOptions, ImportSummary, import_annotations
@@ -109,7 +109,7 @@ def read_coco(json_path: Path, image_roots: list[Path], shown_as: Path | None = 
     if left_out:
         annotations.notes.append(
             f"{shown_as}: {len(left_out)} image(s) with no annotation left out: "
-            f"{', '.join(left_out[:10])}{' ...' if len(left_out) > 10 else ''}")
+            f"{first_names(left_out)}")
     return annotations
 
 

@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from pixelwise.data.annotations.annotated import (AnnotatedImage, Annotations, ImageRef,
-                                                  shape_painter)
+                                                  first_names, shape_painter)
 from pixelwise.data.annotations.exports import find_one, opened_export
 from pixelwise.data.annotations.image_files import find_image
 from pixelwise.data.annotations.importer import ImportOptions, ImportSummary, import_annotations
@@ -116,7 +116,7 @@ def read_cvat(xml_path: Path, image_roots: list[Path], shown_as: Path | None = N
     if unlabelled:
         annotations.notes.append(
             f"{shown_as}: {len(unlabelled)} image(s) with no shape left out (not labelled "
-            f"yet?): {', '.join(unlabelled[:10])}{' ...' if len(unlabelled) > 10 else ''}")
+            f"yet?): {first_names(unlabelled)}")
     return annotations
 
 

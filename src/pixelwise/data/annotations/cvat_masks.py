@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pixelwise.data.annotations.annotated import (AnnotatedImage, Annotations, ImageRef,
-                                                  LabelCanvas)
+                                                  LabelCanvas, first_names)
 from pixelwise.data.annotations.classes import IGNORE_NAME, is_background
 from pixelwise.data.annotations.exports import content_root, opened_export
 from pixelwise.data.annotations.importer import ImportOptions, ImportSummary, import_annotations
@@ -131,7 +131,7 @@ def read_cvat_masks(folder: Path, image_roots: list[Path], shown_as: Path | None
     if left_out:
         annotations.notes.append(
             f"{shown_as}: {len(left_out)} mask(s) with nothing but background left out (not "
-            f"labelled yet?): {', '.join(left_out[:10])}{' ...' if len(left_out) > 10 else ''}")
+            f"labelled yet?): {first_names(left_out)}")
     return annotations
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pixelwise.data.annotations.annotated import AnnotatedImage, Annotations, LabelCanvas
+from pixelwise.data.annotations.annotated import (AnnotatedImage, Annotations, LabelCanvas,
+                                                  first_names)
 from pixelwise.data.annotations.classes import UNLABELLED_CHOICES, ClassList, choose_classes
 from pixelwise.data.annotations.image_files import copy_suffix, read_image, to_stored_grid
 from pixelwise.data.annotations.splits import (DEFAULT_SEED, DEFAULT_VAL_FRACTION,
@@ -83,7 +84,7 @@ class ImportSummary:
         if self.turned:
             lines.append(f"{len(self.turned)} image(s) carry an EXIF rotation; their labels "
                          f"are on the stored pixel grid, as pixelwise reads the images: "
-                         f"{', '.join(self.turned[:10])}{' ...' if len(self.turned) > 10 else ''}")
+                         f"{first_names(self.turned)}")
         if self.notes:
             lines.append(f"{len(self.notes)} note(s):")
             lines += [f"  {note}" for note in self.notes[:max_notes]]
