@@ -22,6 +22,7 @@ from pixelwise.runs import BEST_MODEL_FILENAME, CONFIG_FILENAME, SPEC_FILENAME
 from pixelwise.zoo import (
     CARD_FILENAME,
     ModelCard,
+    card_beside,
     find_named,
     is_model_name,
     known_models_text,
@@ -89,10 +90,10 @@ def open_init_source(reference: str | os.PathLike) -> InitSource:
     if not path.name.endswith(WEIGHTS_SUFFIXES):
         raise ValueError(f"{path}: not a .keras or .weights.h5 file; --init-from takes a "
                          f"model saved by Keras (a run's {BEST_MODEL_FILENAME})")
-    folder = path.parent
-    if (folder / CARD_FILENAME).is_file():
-        card = read_card(folder)
+    card = card_beside(path)
+    if card is not None:
         return InitSource(text, path, card.spec.class_names, card.model, card.name)
+    folder = path.parent
     classes = (DatasetSpec.load(folder / SPEC_FILENAME).class_names
                if (folder / SPEC_FILENAME).is_file() else None)
     model = (RunConfig.load(folder / CONFIG_FILENAME).model
