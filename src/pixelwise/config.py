@@ -94,9 +94,11 @@ class ModelConfig:
     """Which network to build (see ``pixelwise.models.build_model``).
 
     Args:
-        name: "deeplabv3", "deeplabv3plus" or "unet".
-        backbone: "resnet50" or "mobilenetv2".
-        output_stride: DeepLab 16 or 8 (None: the model's default); U-Net 32.
+        name: "deeplabv3", "deeplabv3plus", "unet" or "lraspp".
+        backbone: "resnet50", "mobilenetv2", "mobilenetv3large" or "mobilenetv3small";
+            None: the model's own (the registry's ``default_backbone``: mobilenetv3large
+            for lraspp, resnet50 for the others), stored resolved.
+        output_stride: DeepLab, LR-ASPP 16 or 8 (None: the model's default); U-Net 32.
         backbone_weights: "imagenet", None (random init) or the path of a weights file.
         multi_grid: ResNet50 conv5 rate multipliers, e.g. (1, 2, 4), or None.
         width_multiplier: MobileNetV2's alpha.
@@ -120,7 +122,7 @@ class ModelConfig:
     """
 
     name: str = "deeplabv3"
-    backbone: str = "resnet50"
+    backbone: str | None = None
     output_stride: int | None = None
     backbone_weights: str | None = "imagenet"
     multi_grid: tuple[int, ...] | None = None
@@ -135,6 +137,10 @@ class ModelConfig:
     init_class_map: tuple[tuple[str, str], ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.backbone is None:
+            from pixelwise.models.registry import default_backbone
+
+            object.__setattr__(self, "backbone", default_backbone(self.name))
         try:
             object.__setattr__(self, "init_class_map", parse_class_map(self.init_class_map))
         except ValueError as error:

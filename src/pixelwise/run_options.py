@@ -33,7 +33,7 @@ def run_config_from_options(
     data: str | Path,
     *,
     model: str = ModelConfig.name,
-    backbone: str = ModelConfig.backbone,
+    backbone: str | None = ModelConfig.backbone,
     backbone_weights: str | Path | None = ModelConfig.backbone_weights,
     output_stride: int | str | None = ModelConfig.output_stride,
     width_multiplier: float = ModelConfig.width_multiplier,
@@ -79,6 +79,7 @@ def run_config_from_options(
             absolute.
         backbone_weights: "imagenet", "none" or None (random init), or a weights file
             (stored absolute).
+        backbone: a backbone name, or None for the model's own (``ModelConfig.backbone``).
         output_stride: None for the model's default, or an int (or its text).
         multi_grid: ResNet50 conv5 rates x (1, 2, 4) (True), or the rates themselves.
         init_weights: a trained model to start from: a file or run folder (stored

@@ -20,8 +20,10 @@ def model() -> None:
 @click.argument("name")
 @click.option("--input-size", default="384", show_default=True, type=SIZE,
               help="Image size: S for S x S, or HxW (e.g. 384x512).")
-@click.option("--backbone", default="resnet50", show_default=True,
-              help="resnet50 or mobilenetv2 (or tiny, for tests).")
+@click.option("--backbone", default=None,
+              help="resnet50, mobilenetv2, mobilenetv3large or mobilenetv3small (or tiny, for "
+                   "tests); default: the model's own (lraspp: mobilenetv3large; the others: "
+                   "resnet50).")
 @click.option("--output-stride", default=None, type=int,
               help="DeepLab: 16 (default) or 8; U-Net: 32.")
 @click.option("--num-classes", default=21, show_default=True, help="Logit channels.")
@@ -29,10 +31,10 @@ def model() -> None:
               help="MobileNetV2's alpha.")
 @click.option("--multi-grid/--no-multi-grid", default=False, show_default=True,
               help="ResNet50 conv5 rates x (1, 2, 4).")
-def model_summary(name: str, input_size: tuple[int, int], backbone: str,
+def model_summary(name: str, input_size: tuple[int, int], backbone: str | None,
                   output_stride: int | None, num_classes: int, width_multiplier: float,
                   multi_grid: bool) -> None:
-    """Parameters and multiply-adds of model NAME (deeplabv3, deeplabv3plus, unet)."""
+    """Parameters and multiply-adds of model NAME (deeplabv3, deeplabv3plus, unet, lraspp)."""
     from pixelwise.models import summarize_model
     from pixelwise.run_options import MULTI_GRID
 
@@ -78,8 +80,9 @@ def model_show(name: str) -> None:
 
 @cli.command("benchmark")
 @click.argument("name", default="deeplabv3")
-@click.option("--backbone", default="resnet50", show_default=True,
-              type=registry_choice("backbone"))
+@click.option("--backbone", default=None, type=registry_choice("backbone"),
+              help="Default: the model's own (lraspp: mobilenetv3large; the others: "
+                   "resnet50).")
 @click.option("--output-stride", default=None, type=int,
               help="DeepLab: 16 (default) or 8; U-Net: 32.")
 @click.option("--input-size", default="384", show_default=True, type=SIZE,
@@ -112,7 +115,7 @@ def model_show(name: str) -> None:
               help="Measure the architecture of this run folder (model, backbone, head, "
                    "class count), with random weights, instead of NAME and its flags.")
 @click.pass_context
-def benchmark(ctx: click.Context, name: str, backbone: str, output_stride: int | None,
+def benchmark(ctx: click.Context, name: str, backbone: str | None, output_stride: int | None,
               input_size: tuple[int, int], batch_size: int, num_classes: int,
               width_multiplier: float, precision: str, fused_batchnorm: bool, xla: bool,
               tflite_threads: str, latency_repeats: int, throughput_repeats: int,
@@ -141,8 +144,11 @@ def benchmark(ctx: click.Context, name: str, backbone: str, output_stride: int |
         if like_run is not None:
             settings = bench.settings_like_run(like_run, **measured)
         else:
+            from pixelwise.models.registry import default_backbone
+
             settings = bench.BenchmarkSettings(
-                model=name, backbone=backbone, output_stride=output_stride,
+                model=name, backbone=backbone or default_backbone(name),
+                output_stride=output_stride,
                 num_classes=num_classes, width_multiplier=width_multiplier, **measured)
         result = bench.run_benchmark(settings,
                                      echo=lambda line: click.echo(f"... {line}", err=True))

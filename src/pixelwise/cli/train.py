@@ -32,8 +32,9 @@ from pixelwise.run_options import NO_MIXED_PRECISION
               help="Continue the run in this folder with its saved settings.")
 @click.option("--model", default=ModelConfig.name, show_default=True,
               type=registry_choice("model"))
-@click.option("--backbone", default=ModelConfig.backbone, show_default=True,
-              type=registry_choice("backbone"))
+@click.option("--backbone", default=ModelConfig.backbone, type=registry_choice("backbone"),
+              help="Default: the model's own (lraspp: mobilenetv3large; the others: "
+                   "resnet50).")
 @click.option("--backbone-weights", default=ModelConfig.backbone_weights, show_default=True,
               help="imagenet, none (random init) or the path of a weights file.")
 @click.option("--output-stride", default=None, type=registry_choice("output_stride"),

@@ -12,6 +12,7 @@ The models are plain functional Keras models without Lambda layers: ``model.save
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from pixelwise.models.backbones import (
 )
 from pixelwise.models.batchnorm import FusedBatchNormalization
 from pixelwise.models.deeplabv3 import build_deeplabv3, build_deeplabv3plus
+from pixelwise.models.lraspp import build_lraspp
 from pixelwise.models.registry import (
     MODEL_NAMES,
     MODELS,
@@ -46,7 +48,7 @@ def build_model(
     *,
     num_classes: int,
     input_shape: tuple[int | None, int | None, int] = (None, None, 3),
-    backbone: str = "resnet50",
+    backbone: str | None = None,
     output_stride: int | None = None,
     backbone_weights: str | os.PathLike | None = None,
     multi_grid: Sequence[int] | None = None,
@@ -59,32 +61,43 @@ def build_model(
     registry (:mod:`pixelwise.models.registry`).
 
     Args:
-        name: ``"deeplabv3"``, ``"deeplabv3plus"`` or ``"unet"``.
+        name: ``"deeplabv3"``, ``"deeplabv3plus"``, ``"unet"`` or ``"lraspp"``.
         num_classes: logit channels.
         input_shape: ``(H, W, 3)``, None for sizes known at run time; H and W must be
             multiples of the model's input multiple (:func:`input_multiple`).
-        backbone: ``"resnet50"``, ``"mobilenetv2"`` or ``"tiny"`` (for tests, no weights).
-        output_stride: DeepLab: 16 (default) or 8. U-Net: its encoder runs at 32 (the
-            default); other values are refused.
+        backbone: ``"resnet50"``, ``"mobilenetv2"``, ``"mobilenetv3large"``,
+            ``"mobilenetv3small"`` or ``"tiny"`` (for tests, no weights); None: the model's
+            own (:func:`~pixelwise.models.registry.default_backbone`: resnet50, LR-ASPP's
+            mobilenetv3large).
+        output_stride: DeepLab, LR-ASPP: 16 (default) or 8. U-Net: its encoder runs at 32
+            (the default); other values are refused.
         backbone_weights: None (random), ``"imagenet"`` (downloaded by Keras; offline raises
             :class:`WeightsUnavailableError`) or the path of a weights file.
         multi_grid: DeepLab + ResNet50: conv5 rate multipliers, e.g. ``(1, 2, 4)``.
-        width_multiplier: MobileNetV2's alpha.
+        width_multiplier: the MobileNets' alpha.
         dropout: dropout rate before the classifier stage.
         fused_batchnorm: every BatchNormalization layer (backbone and head) is a
             :class:`~pixelwise.models.batchnorm.FusedBatchNormalization`: Keras's layer,
             weights and config, computed by TensorFlow's fused kernel (faster on CPU).
             False builds Keras's own ``BatchNormalization``; weights move between the two.
         **options: passed to the builder: ``aspp_filters``, ``aspp_rates`` (DeepLab),
-            ``low_level_filters``, ``decoder_filters`` (DeepLab v3+, U-Net).
+            ``low_level_filters``, ``decoder_filters`` (DeepLab v3+, U-Net),
+            ``branch_filters`` (LR-ASPP); one the builder does not take is refused.
     """
     entry = model_entry(name)
+    if backbone is None:
+        backbone = entry.default_backbone
     if backbone not in entry.backbones:
         raise ValueError(
             f"unknown backbone {backbone!r}; choose one of {', '.join(entry.backbones)}")
     stride = entry.output_stride(output_stride)
     if multi_grid is not None and not entry.takes_multi_grid:
         raise ValueError("multi_grid applies to the DeepLab models only")
+    parameters = inspect.signature(entry.builder).parameters
+    takes_any = any(item.kind is inspect.Parameter.VAR_KEYWORD for item in parameters.values())
+    unknown = [] if takes_any else sorted(set(options) - set(parameters))
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not an option of {name}")
     arguments = dict(
         num_classes=num_classes, input_shape=tuple(input_shape), backbone=backbone,
         backbone_weights=backbone_weights, width_multiplier=width_multiplier, dropout=dropout,
@@ -137,6 +150,7 @@ __all__ = [
     "build_backbone",
     "build_deeplabv3",
     "build_deeplabv3plus",
+    "build_lraspp",
     "build_model",
     "build_unet",
     "count_multiply_adds",

@@ -3,7 +3,8 @@
 A backbone is a flat functional model from RGB images (values 0..255) to its last-stage
 features. It is built in three steps:
 
-1. the keras.applications network (ResNet50 or MobileNetV2, no top) on top of an
+1. the keras.applications network (ResNet50, MobileNetV2, MobileNetV3-Large or -Small
+   (:mod:`pixelwise.models.mobilenet_v3`), no top) on top of an
    :class:`~pixelwise.models.layers.ImageNetPreprocessing` layer, with ``weights`` None,
    ``"imagenet"`` (Keras downloads and caches the file) or a local weights file;
 2. a clone whose layer configs trade the last stride-2 steps for dilation, so the features
@@ -18,8 +19,9 @@ The clone in step 2 also swaps every BatchNormalization for
 :class:`~pixelwise.models.batchnorm.FusedBatchNormalization` (same config and weights,
 TensorFlow's fused kernel) unless ``fused_batchnorm=False``.
 
-The layers keep their keras.applications names, so taps are named in one table,
-:data:`FEATURE_LAYERS`, and weights files from keras.applications load as they are.
+The layers keep their keras.applications names (but two of MobileNetV3's unnamed
+activations, which are taps), so taps are named in one table, :data:`FEATURE_LAYERS`, and
+weights files from keras.applications load as they are.
 
 ``"tiny"`` (:mod:`pixelwise.models.tiny_backbone`) is a few strided convs with the same
 taps and strides and no pretrained weights: for tests whose point is the shape logic.
@@ -37,9 +39,21 @@ import keras
 
 from pixelwise.models.batchnorm import fused_class
 from pixelwise.models.layers import AtrousConv2D, AtrousDepthwiseConv2D, ImageNetPreprocessing
+from pixelwise.models.mobilenet_v3 import (
+    MOBILENETV3_FEATURE_LAYERS,
+    MOBILENETV3_IMAGENET_WIDTHS,
+    MOBILENETV3_NAMES,
+    MOBILENETV3_PREPROCESSING_MODE,
+    TAP_ALTERNATIVES,
+    mobilenetv3_application,
+    mobilenetv3_edit,
+    mobilenetv3_weights_filename,
+)
 from pixelwise.models.tiny_backbone import TINY_FEATURE_LAYERS, build_tiny_backbone
 
-BACKBONE_NAMES = ("resnet50", "mobilenetv2", "tiny")
+BACKBONE_NAMES = ("resnet50", "mobilenetv2", *MOBILENETV3_NAMES, "tiny")
+# The backbones whose width a width_multiplier sets (keras.applications' alpha).
+WIDTH_BACKBONES = ("mobilenetv2", *MOBILENETV3_NAMES)
 
 # Per backbone: nominal stride -> name of the layer whose output is the last feature map
 # at that stride in the unmodified network. After the atrous rebuild, the layers of nominal
@@ -61,6 +75,7 @@ FEATURE_LAYERS: dict[str, dict[int, str]] = {
         # 1280 channels after it: the DeepLab heads take the features before that expansion.
         32: "block_16_project_BN",
     },
+    **MOBILENETV3_FEATURE_LAYERS,
     "tiny": TINY_FEATURE_LAYERS,
 }
 
@@ -70,9 +85,13 @@ ATROUS_VERSIONS = {
     keras.layers.DepthwiseConv2D: AtrousDepthwiseConv2D,
 }
 
-PREPROCESSING_MODE = {"resnet50": "caffe", "mobilenetv2": "tf"}
+PREPROCESSING_MODE = {"resnet50": "caffe", "mobilenetv2": "tf",
+                      **{name: MOBILENETV3_PREPROCESSING_MODE for name in MOBILENETV3_NAMES}}
 
 MOBILENET_IMAGENET_WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+# Per backbone with a width: the widths keras.applications has ImageNet weights for.
+IMAGENET_WIDTHS = {"mobilenetv2": MOBILENET_IMAGENET_WIDTHS,
+                   **{name: MOBILENETV3_IMAGENET_WIDTHS for name in MOBILENETV3_NAMES}}
 SUPPORTED_OUTPUT_STRIDES = (8, 16, 32)
 
 WeightsArg = str | os.PathLike | None
@@ -88,6 +107,8 @@ def imagenet_weights_filename(backbone: str, width_multiplier: float = 1.0) -> s
         return "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
     if backbone == "mobilenetv2":
         return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(width_multiplier)}_224_no_top.h5"
+    if backbone in MOBILENETV3_NAMES:
+        return mobilenetv3_weights_filename(backbone, width_multiplier)
     raise ValueError(_unknown_backbone_message(backbone))
 
 
@@ -185,6 +206,8 @@ def _keras_application(backbone: str, image: keras.KerasTensor, weights: str | N
                        width_multiplier: float) -> keras.Model:
     if backbone == "resnet50":
         return keras.applications.ResNet50(include_top=False, weights=weights, input_tensor=image)
+    if backbone in MOBILENETV3_NAMES:
+        return mobilenetv3_application(backbone, image, weights, width_multiplier)
     with warnings.catch_warnings():
         # With an unknown input size Keras loads the 224x224 ImageNet weights and says so.
         warnings.filterwarnings("ignore", message=".*input_shape.*is undefined or non-square")
@@ -214,11 +237,21 @@ def _pretrained_application(backbone: str, image: keras.KerasTensor, weights: st
         return _keras_application(backbone, image, weights, width_multiplier)
     except (ValueError, OSError, KeyError) as error:
         raise ValueError(
-            f"{weights}: could not load it into the {backbone} backbone ({error}). The file "
+            f"{weights}: could not load it into the {backbone} backbone "
+            f"({_first_line(error)}). The file "
             f"must hold the weights of keras.applications' {backbone} without its top"
-            + (f" at width_multiplier {width_multiplier}" if backbone == "mobilenetv2" else "")
+            + (f" at width_multiplier {width_multiplier}" if backbone in WIDTH_BACKBONES
+               else "")
             + ", as written by save_weights() or Keras's *_notop.h5 ImageNet file."
         ) from error
+
+
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of ``error``'s message, at most ``limit`` characters: Keras's
+    weight-loading errors go on with every variable's values."""
+    lines = str(error).strip().splitlines()
+    first = lines[0].rstrip(":") if lines else type(error).__name__
+    return first if len(first) <= limit else first[:limit - 3] + "..."
 
 
 def build_backbone(
@@ -234,7 +267,8 @@ def build_backbone(
     """An atrous backbone: RGB 0..255 -> last-stage features at ``output_stride``.
 
     Args:
-        backbone: ``"resnet50"``, ``"mobilenetv2"`` or ``"tiny"`` (tests; no weights).
+        backbone: ``"resnet50"``, ``"mobilenetv2"``, ``"mobilenetv3large"``,
+            ``"mobilenetv3small"`` or ``"tiny"`` (tests; no weights).
         input_shape: ``(height, width, 3)``; None for sizes known only at run time.
         output_stride: 16 or 8 (atrous), or 32 (the unmodified network, as U-Net uses it).
         weights: None (random), ``"imagenet"`` (Keras downloads them; offline this raises
@@ -242,7 +276,7 @@ def build_backbone(
             keras.applications network without top.
         multi_grid: ResNet50 only: per-block multipliers of conv5's dilation rate, e.g.
             ``(1, 2, 4)``.
-        width_multiplier: MobileNetV2 only: its ``alpha`` (channels x this).
+        width_multiplier: MobileNetV2 and V3 only: their ``alpha`` (channels x this).
         fused_batchnorm: replace keras.applications' BatchNormalization layers by
             :class:`~pixelwise.models.batchnorm.FusedBatchNormalization` (same config and
             weights; TensorFlow's fused kernel). False keeps Keras's own layer.
@@ -266,9 +300,7 @@ def build_backbone(
                            fused_batchnorm)
     if backbone == "resnet50":
         if width_multiplier != 1.0:
-            raise ValueError(
-                f"width_multiplier {width_multiplier} applies to mobilenetv2 only; "
-                "resnet50 has one width (1.0)")
+            raise ValueError(_one_width_message(width_multiplier, backbone))
         if multi_grid is not None and (
                 len(multi_grid) != 3 or any(int(unit) < 1 for unit in multi_grid)):
             raise ValueError(
@@ -280,16 +312,19 @@ def build_backbone(
             raise ValueError("multi_grid applies to the resnet50 backbone only")
         if width_multiplier <= 0:
             raise ValueError(f"width_multiplier must be positive, got {width_multiplier}")
-        if weights == "imagenet" and float(width_multiplier) not in MOBILENET_IMAGENET_WIDTHS:
+        widths = IMAGENET_WIDTHS[backbone]
+        if weights == "imagenet" and float(width_multiplier) not in widths:
             raise ValueError(
-                f"width_multiplier {width_multiplier}: ImageNet weights of mobilenetv2 exist "
-                f"for {', '.join(map(str, MOBILENET_IMAGENET_WIDTHS))} only")
-        edit = _mobilenetv2_edit(output_stride)
+                f"width_multiplier {width_multiplier}: ImageNet weights of {backbone} exist "
+                f"for {', '.join(map(str, widths))} only")
+        edit = _mobilenetv2_edit(output_stride) if backbone == "mobilenetv2" else None
     weights = _check_weights_argument(weights)
 
     image = keras.Input(shape=tuple(input_shape), name="image")
     preprocessed = ImageNetPreprocessing(PREPROCESSING_MODE[backbone], name="preprocessing")(image)
     pretrained = _pretrained_application(backbone, preprocessed, weights, width_multiplier)
+    if edit is None:  # MobileNetV3: its edit reads the blocks' strides and kernels
+        edit = mobilenetv3_edit(pretrained, output_stride)
 
     def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
         config = edit(dict(layer.get_config()))
@@ -299,6 +334,7 @@ def build_backbone(
         return layer_class.from_config(config)
 
     atrous = keras.models.clone_model(pretrained, clone_function=clone_layer)
+    # Layers with weights keep their names (only weightless activations are renamed).
     for source in pretrained.layers:
         if source.weights:
             atrous.get_layer(source.name).set_weights(source.get_weights())
@@ -315,11 +351,16 @@ def _build_tiny(input_shape, output_stride: int, weights: WeightsArg,
     if multi_grid is not None:
         raise ValueError("multi_grid applies to the resnet50 backbone only")
     if width_multiplier != 1.0:
-        raise ValueError(f"width_multiplier {width_multiplier} applies to mobilenetv2 only; "
-                         "tiny has one width (1.0)")
+        raise ValueError(_one_width_message(width_multiplier, "tiny"))
     image = keras.Input(shape=tuple(input_shape), name="image")
     return build_tiny_backbone(image, output_stride=output_stride,
                                fused_batchnorm=fused_batchnorm)
+
+
+def _one_width_message(width_multiplier: float, backbone: str) -> str:
+    others = ", ".join(name for name in WIDTH_BACKBONES if name != "mobilenetv2")
+    return (f"width_multiplier {width_multiplier} applies to mobilenetv2 only (and {others}); "
+            f"{backbone} has one width (1.0)")
 
 
 def check_input_shape(input_shape: Sequence[int | None], multiple: int, model_name: str) -> None:
@@ -343,8 +384,15 @@ def feature_layer_names(backbone: str) -> dict[int, str]:
 
 
 def backbone_features(backbone_model: keras.Model, backbone: str, stride: int) -> Any:
-    """The symbolic output of ``backbone_model``'s tap at nominal ``stride`` (2, 4, ..., 32)."""
+    """The symbolic output of ``backbone_model``'s tap at nominal ``stride`` (2, 4, ..., 32).
+
+    A tap that a width leaves out of the network (MobileNetV3-Large's block-0 residual add)
+    is its stand-in of :data:`~pixelwise.models.mobilenet_v3.TAP_ALTERNATIVES`."""
     names = feature_layer_names(backbone)
     if stride not in names:
         raise ValueError(f"{backbone} has taps at strides {sorted(names)}, not {stride}")
-    return backbone_model.get_layer(names[stride]).output
+    name = names[stride]
+    present = {layer.name for layer in backbone_model.layers}
+    if name not in present and TAP_ALTERNATIVES.get(name) in present:
+        name = TAP_ALTERNATIVES[name]
+    return backbone_model.get_layer(name).output

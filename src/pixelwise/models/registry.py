@@ -3,6 +3,7 @@
     >>> entry = model_entry("deeplabv3")
     >>> entry.default_output_stride, entry.allowed_output_strides   # 16, (8, 16)
     >>> input_multiple("unet")                                        # 32
+    >>> default_backbone("lraspp")                                    # "mobilenetv3large"
 
 Two numbers relate a model's sizes; they are kept apart because they mean different things:
 
@@ -19,7 +20,9 @@ To add a model: write its builder (keyword arguments ``num_classes``, ``input_sh
 ``backbone``, ``backbone_weights``, ``width_multiplier``, ``dropout``,
 ``fused_batchnorm``, plus ``output_stride`` and ``multi_grid`` if it takes them) and add
 a :class:`ModelEntry` to :data:`MODELS`; ``build_model``, the command line's choices and
-the stride every caller pads to follow from it.
+the stride every caller pads to follow from it. Each model names the backbone it is built
+on when none is asked for (``default_backbone``: ResNet50 for DeepLab and U-Net,
+MobileNetV3-Large for LR-ASPP, the head designed for it).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import keras
 
 from pixelwise.models.backbones import BACKBONE_NAMES
 from pixelwise.models.deeplabv3 import DEEPLAB_OUTPUT_STRIDES, build_deeplabv3, build_deeplabv3plus
+from pixelwise.models.lraspp import LRASPP_OUTPUT_STRIDES, build_lraspp
 from pixelwise.models.unet import UNET_OUTPUT_STRIDE, build_unet
 
 
@@ -48,6 +52,7 @@ class ModelEntry:
             has one fixed stride and does not).
         takes_multi_grid: whether ``builder`` takes ``multi_grid``.
         stride_hint: the sentence that explains a refused output stride.
+        default_backbone: the backbone when none is asked for.
     """
 
     name: str
@@ -58,6 +63,7 @@ class ModelEntry:
     takes_output_stride: bool
     takes_multi_grid: bool
     stride_hint: str
+    default_backbone: str = "resnet50"
 
     def output_stride(self, requested: int | None = None) -> int:
         """``requested``, checked against :attr:`allowed_output_strides`, or the default."""
@@ -90,6 +96,12 @@ MODELS: dict[str, ModelEntry] = {
         takes_output_stride=False, takes_multi_grid=False,
         stride_hint="the U-Net encoder runs at stride 32 (its skips are at 1/2 .. 1/16); "
                     "leave output_stride unset"),
+    # Any backbone: each has a stride-8 tap for the low-level branch.
+    "lraspp": ModelEntry(
+        name="lraspp", builder=build_lraspp, backbones=BACKBONE_NAMES,
+        allowed_output_strides=LRASPP_OUTPUT_STRIDES, default_output_stride=16,
+        takes_output_stride=True, takes_multi_grid=False,
+        stride_hint="LR-ASPP supports 16 or 8", default_backbone="mobilenetv3large"),
 }
 
 MODEL_NAMES = tuple(MODELS)
@@ -118,6 +130,11 @@ def all_output_strides() -> tuple[int, ...]:
                          for stride in entry.allowed_output_strides}))
 
 
+def default_backbone(name: str) -> str:
+    """Model ``name``'s backbone when none is asked for."""
+    return model_entry(name).default_backbone
+
+
 def default_output_stride(name: str) -> int:
     """Model ``name``'s output stride when none is asked for."""
     return model_entry(name).default_output_stride
@@ -130,4 +147,4 @@ def input_multiple(name: str, output_stride: int | None = None) -> int:
 
 
 __all__ = ["MODELS", "MODEL_NAMES", "ModelEntry", "all_backbone_names", "all_output_strides",
-           "default_output_stride", "input_multiple", "model_entry"]
+           "default_backbone", "default_output_stride", "input_multiple", "model_entry"]
