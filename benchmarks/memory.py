@@ -19,7 +19,10 @@ allocator's slack), and the median step time. The variants:
 - ``ce_loss``: plain cross-entropy instead of CE + Dice;
 - ``malloc_arenas_2``: ``MALLOC_ARENA_MAX=2``, glibc's per-thread heaps capped at two
   (memory freed by one thread's heap is not reused by another's);
-- ``no_onednn``: ``TF_ENABLE_ONEDNN_OPTS=0``, TensorFlow's kernels without oneDNN.
+- ``no_onednn``: ``TF_ENABLE_ONEDNN_OPTS=0``, TensorFlow's kernels without oneDNN;
+- ``recompute``: the backbone's stages recomputed in the backward pass
+  (``pixelwise train --recompute``); run it at two batch sizes to see what one more image
+  costs with and without it (how much larger a batch fits in the same memory).
 
     python benchmarks/memory.py --results benchmarks/RESULTS.md
     python benchmarks/memory.py --input-size 64 --batch-size 2 --steps 1 --variants default ce_loss
@@ -45,7 +48,9 @@ VARIANTS = {
     "ce_loss": ({}, "ce"),
     "malloc_arenas_2": ({"MALLOC_ARENA_MAX": "2"}, "ce_dice"),
     "no_onednn": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, "ce_dice"),
+    "recompute": ({}, "ce_dice"),
 }
+RECOMPUTED = {"recompute"}
 
 
 def resident_megabytes() -> float:
@@ -56,7 +61,7 @@ def resident_megabytes() -> float:
     return float("nan")
 
 
-def measure(loss_name: str, size: int, batch: int, steps: int) -> dict:
+def measure(loss_name: str, size: int, batch: int, steps: int, recompute: bool = False) -> dict:
     """One variant, in this process."""
     import tensorflow as tf
 
@@ -69,7 +74,7 @@ def measure(loss_name: str, size: int, batch: int, steps: int) -> dict:
     from pixelwise.losses import build_loss
 
     settings = BenchmarkSettings(input_size=(size, size), batch_size=batch, warmup=1,
-                                 train_steps=steps)
+                                 train_steps=steps, recompute=recompute)
     model = build_benchmark_model(settings)
     if loss_name == "ce_dice_autodiff":
         from loss_fusion import AutodiffCrossEntropyDice  # benchmarks/: this script's folder
@@ -135,12 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--results", type=Path, default=None,
                         help="Markdown file to write the table to (its own section).")
+    parser.add_argument("--section", default=SECTION,
+                        help="the section of --results to write (a run at another batch size "
+                             "keeps the default table)")
     parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
     arguments.argv = sys.argv[1:] if argv is None else argv
     if arguments.worker:
         result = measure(VARIANTS[arguments.worker][1], arguments.input_size,
-                         arguments.batch_size, arguments.steps)
+                         arguments.batch_size, arguments.steps,
+                         recompute=arguments.worker in RECOMPUTED)
         print(json.dumps(result))
         return 0
     results = {}
@@ -150,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {json.dumps(results[name])}", flush=True)
     from pixelwise.benchmark_results import print_and_record
 
-    print_and_record(markdown(arguments, results), arguments.results, SECTION)
+    print_and_record(markdown(arguments, results), arguments.results, arguments.section)
     return 0
 
 

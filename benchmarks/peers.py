@@ -42,6 +42,13 @@ Full run (quiet machine; each training step at 384 takes seconds):
     python benchmarks/peers.py --input-size 384 --batch-size 8 --train-steps 3 \\
         --json benchmarks/results/peers_384.json --results benchmarks/RESULTS.md
 
+``--recompute`` adds ours trained with ``pixelwise benchmark --recompute`` (the backbone's
+stages recomputed in the backward pass) to every round: its training speed against ours
+without, its peak memory against the peers'.
+
+    python benchmarks/peers.py --input-size 384 --batch-size 8 --train-steps 3 --rounds 3 \
+        --peers torchvision_os16 --recompute --results benchmarks/RESULTS.md
+
 Smoke test:
 
     python benchmarks/peers.py --input-size 64 --batch-size 2 --quick --json /tmp/peers.json
@@ -233,8 +240,8 @@ def run_worker(name: str, settings: dict) -> dict:
 
 # --- the driver (runs in the project's environment) -------------------------------------
 
-def run_ours(settings: dict, folder: Path) -> dict:
-    json_path = folder / "ours.json"
+def run_ours(settings: dict, folder: Path, *, recompute: bool = False) -> dict:
+    json_path = folder / ("ours_recompute.json" if recompute else "ours.json")
     height, width = settings["input_size"]
     architecture = (["--like-run", settings["like_run"]] if settings["like_run"]
                     else ["deeplabv3"])
@@ -244,7 +251,8 @@ def run_ours(settings: dict, folder: Path) -> dict:
                "--latency-repeats", str(settings["latency_repeats"]),
                "--throughput-repeats", str(settings["throughput_repeats"]),
                "--train-steps", str(settings["train_steps"]), "--warmup", str(settings["warmup"]),
-               "--tflite-threads", "none", "--matmul-size", "0", "--json", str(json_path)]
+               "--tflite-threads", "none", "--matmul-size", "0", "--json", str(json_path),
+               *(["--recompute"] if recompute else [])]
     print(f"== ours: {shlex.join(command[1:])}", flush=True)
     subprocess.run(command, check=True)
     return json.loads(json_path.read_text())
@@ -310,8 +318,21 @@ def _ratio_text(values: list[float]) -> str:
     return f"{median:.2f}" if low == high else f"{median:.2f} ({low:.2f}-{high:.2f})"
 
 
+def recompute_row(ours: dict, recomputed: dict, peers: dict[str, dict]) -> str:
+    """The table row of ours trained with ``--recompute``: its training speed against ours
+    without, its peak memory against each peer's."""
+    cost = recomputed["training"]["images_per_second"] / ours["training"]["images_per_second"]
+    memory = "; ".join(
+        f"peak {recomputed['memory_mb']['after_training'] / peer['memory_mb']['after_training']:.2f}"
+        f"x {name}'s" for name, peer in peers.items() if "error" not in peer)
+    return (f"| ours, `--recompute` | {recomputed['parameters']:,} | | | "
+            f"{recomputed['training']['images_per_second']:.2f} | "
+            f"{recomputed['memory_mb']['after_training']:.0f} | "
+            f"training {cost:.2f}x ours without; {memory} |")
+
+
 def markdown(settings: dict, ours: dict, peers: dict[str, dict], ratios: dict,
-             command: str, rounds: int) -> str:
+             command: str, rounds: int, recomputed: dict | None = None) -> str:
     height, width = settings["input_size"]
     environment = ours["environment"]
     ours_name = (f"the model of {Path(settings['like_run']).name} "
@@ -335,6 +356,8 @@ def markdown(settings: dict, ours: dict, peers: dict[str, dict], ratios: dict,
              f"{ours['inference']['images_per_second']:.2f} | "
              f"{ours['training']['images_per_second']:.2f} | "
              f"{ours['memory_mb']['after_training']:.0f} | |"]
+    if recomputed is not None:
+        lines.append(recompute_row(ours, recomputed, peers))
     for name, peer in peers.items():
         if "error" in peer:
             lines.append(f"| {name} | {peer['error']} | | | | | |")
@@ -369,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"),
                         help="mixed_bfloat16: ours under Keras's mixed policy, torchvision "
                              "under CPU autocast")
+    parser.add_argument("--recompute", action="store_true",
+                        help="also run ours trained with --recompute (backbone stages "
+                             "recomputed in the backward pass) in every round")
     parser.add_argument("--peer-python", type=Path, default=DEFAULT_PEER_PYTHON)
     parser.add_argument("--json", dest="json_path", type=Path, default=None)
     parser.add_argument("--results", type=Path, default=None)
@@ -403,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     if names and not args.peer_python.exists():
         parser.error(f"{args.peer_python}: no peers' Python; create the environment as the "
                      "docstring of benchmarks/peers.py says, or pass --peer-python")
-    models = ["ours", *names]
+    models = ["ours", *(["ours_recompute"] if args.recompute else []), *names]
     results = {name: [] for name in models}
     with tempfile.TemporaryDirectory() as folder:
         for round_index in range(max(args.rounds, 1)):
@@ -411,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
             shift = round_index % len(models)
             for name in models[shift:] + models[:shift]:
                 results[name].append(
-                    run_ours(settings, Path(folder)) if name == "ours"
+                    run_ours(settings, Path(folder), recompute=name == "ours_recompute")
+                    if name.startswith("ours")
                     else run_peer(name, settings, args.peer_python, Path(folder)))
     per_round = [ratio_table(results["ours"][index],
                              {name: results[name][index] for name in names})
@@ -419,14 +446,15 @@ def main(argv: list[str] | None = None) -> int:
     ratios = ratio_spread(per_round) if names else {}
     ours = median_result(results["ours"])
     peers = {name: median_result(results[name]) for name in names}
+    recomputed = median_result(results["ours_recompute"]) if args.recompute else None
     for name, ratio in ratios.items():
         print(f"ours / {name}: " + "; ".join(f"{kind} {_ratio_text(ratio[kind])}"
                                              for kind in RATIO_KINDS))
     if args.json_path:
         args.json_path.parent.mkdir(parents=True, exist_ok=True)
         args.json_path.write_text(json.dumps(
-            {"settings": settings, "ours": ours, "peers": peers, "ours_over_peer": ratios,
-             "rounds": results}, indent=2))
+            {"settings": settings, "ours": ours, "ours_recompute": recomputed, "peers": peers,
+             "ours_over_peer": ratios, "rounds": results}, indent=2))
     if args.results:
         from pixelwise.benchmark import update_results_section
 
@@ -436,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         precision = "" if args.precision == "float32" else f"_{args.precision}"
         update_results_section(args.results, f"peers{mode}_{size}{precision}",
                                markdown(settings, ours, peers, ratios, command,
-                                        len(results["ours"])))
+                                        len(results["ours"]), recomputed))
     return 0
 
 

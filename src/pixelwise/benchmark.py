@@ -68,6 +68,8 @@ class BenchmarkSettings:
         num_classes: logit channels.
         precision: ``"float32"`` or ``"mixed_bfloat16"``.
         fused_batchnorm: build with :class:`~pixelwise.models.FusedBatchNormalization`.
+        recompute: train with the backbone's stages recomputed in the backward pass
+            (:func:`pixelwise.models.recompute.enable_recomputation`).
         width_multiplier: MobileNetV2's alpha.
         latency_repeats: timed batch-1 calls (median reported).
         throughput_repeats: timed calls at ``batch_size``.
@@ -92,6 +94,7 @@ class BenchmarkSettings:
     num_classes: int = 21
     precision: str = "float32"
     fused_batchnorm: bool = True
+    recompute: bool = False
     width_multiplier: float = 1.0
     latency_repeats: int = 10
     throughput_repeats: int = 3
@@ -160,7 +163,8 @@ def default_section_name(settings: "BenchmarkSettings") -> str:
     """``deeplabv3_resnet50_384x384_float32`` (plus ``_unfused-bn`` without the fused BN)."""
     height, width = settings.input_size
     name = f"{settings.model}_{settings.backbone}_{height}x{width}_{settings.precision}"
-    return name if settings.fused_batchnorm else name + "_unfused-bn"
+    name = name if settings.fused_batchnorm else name + "_unfused-bn"
+    return name + "_recompute" if settings.recompute else name
 
 
 def command_line(settings: "BenchmarkSettings") -> str:
@@ -179,6 +183,7 @@ def command_line(settings: "BenchmarkSettings") -> str:
         parts += ["--num-classes", str(settings.num_classes)]
     parts += ["--precision", settings.precision,
               "--fused-batchnorm" if settings.fused_batchnorm else "--no-fused-batchnorm",
+              *(["--recompute"] if settings.recompute else []),
               "--xla" if settings.xla_inference else "--no-xla",
               "--tflite-threads", ",".join(map(str, settings.tflite_threads)) or "none",
               "--latency-repeats", str(settings.latency_repeats),
@@ -281,9 +286,12 @@ def time_training(model: keras.Model, settings: BenchmarkSettings,
                   loss: keras.losses.Loss | None = None) -> dict[str, float]:
     """Images/s of ``train_on_batch`` (Adam, ``loss`` or the default loss, no XLA)."""
     from pixelwise.losses import build_loss
+    from pixelwise.models.recompute import enable_recomputation
 
     if loss is None:
         loss = build_loss(num_classes=settings.num_classes)
+    if settings.recompute:
+        enable_recomputation(model, settings.backbone)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=loss, jit_compile=False)
     images, labels = _random_batch(settings, settings.batch_size, seed=3)
     step_seconds = median_seconds(lambda: model.train_on_batch(images, labels),

@@ -221,6 +221,8 @@ class TrainConfig:
         mixed_precision: None, "float16" or "bfloat16".
         jit_compile: compile the training step with XLA (slow to train on CPUs, see
             DESIGN.md).
+        recompute: recompute the backbone's stages in the backward pass instead of keeping
+            their activations (less memory, a slower step; ``pixelwise.models.recompute``).
         tensorboard: write TensorBoard logs to the run's tensorboard/ folder.
         time_budget: seconds of wall time the run may take, all its parts together (None:
             no limit); it stops after the epoch when the next one would pass the budget.
@@ -246,6 +248,7 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: str | None = None
     jit_compile: bool = False
+    recompute: bool = False
     tensorboard: bool = True
     lr_scaling: str = "linear"
     sync_batchnorm: bool = False

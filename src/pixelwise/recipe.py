@@ -25,6 +25,7 @@ from pixelwise.losses import LOSSES_WITH_GRADIENT, build_loss
 from pixelwise.metrics import MeanAccuracy, MeanIoU, PixelAccuracy
 from pixelwise.models import build_model
 from pixelwise.models.layers import all_layers
+from pixelwise.models.recompute import enable_recomputation
 from pixelwise.runs import BEST_MODEL_FILENAME
 
 
@@ -157,6 +158,8 @@ def build_compiled_model(config: RunConfig, source: DataSource, steps_per_epoch:
     model = build_network(config, spec.num_classes)
     if config.train.sync_batchnorm and replicas > 1:
         distribute.synchronize_batch_norm(model)
+    if config.train.recompute:
+        enable_recomputation(model, config.model.backbone)
     model.compile(optimizer=build_optimizer(config, steps_per_epoch, replicas),
                   loss=build_training_loss(config, source, spec),
                   metrics=segmentation_metrics(spec), jit_compile=config.train.jit_compile)

@@ -65,6 +65,7 @@ def run_config_from_options(
     seed: int = TrainConfig.seed,
     mixed_precision: str | None = TrainConfig.mixed_precision,
     jit_compile: bool = TrainConfig.jit_compile,
+    recompute: bool = TrainConfig.recompute,
     tensorboard: bool = TrainConfig.tensorboard,
     cache: bool = False,
     check: bool = DataConfig.check,
@@ -121,7 +122,7 @@ def run_config_from_options(
             weight_decay=weight_decay, loss=loss, loss_gradient=loss_gradient,
             class_weighting=class_weighting, seed=seed,
             mixed_precision=None if mixed_precision == NO_MIXED_PRECISION else mixed_precision,
-            jit_compile=jit_compile, tensorboard=tensorboard, lr_scaling=lr_scaling,
+            jit_compile=jit_compile, recompute=recompute, tensorboard=tensorboard, lr_scaling=lr_scaling,
             sync_batchnorm=sync_batchnorm, time_budget=time_budget,
             freeze_backbone_epochs=freeze_backbone_epochs))
 

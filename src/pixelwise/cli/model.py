@@ -95,6 +95,8 @@ def model_show(name: str) -> None:
               type=library_choice("pixelwise.benchmark", "PRECISIONS"))
 @click.option("--fused-batchnorm/--no-fused-batchnorm", default=True, show_default=True,
               help="TensorFlow's fused batch norm kernel (same weights) or Keras's layer.")
+@click.option("--recompute/--no-recompute", default=False, show_default=True,
+              help="Train with the backbone's stages recomputed in the backward pass.")
 @click.option("--xla/--no-xla", default=False, show_default=True,
               help="Also time inference compiled with XLA.")
 @click.option("--tflite-threads", default="1,2", show_default=True,
@@ -117,7 +119,8 @@ def model_show(name: str) -> None:
 @click.pass_context
 def benchmark(ctx: click.Context, name: str, backbone: str | None, output_stride: int | None,
               input_size: tuple[int, int], batch_size: int, num_classes: int,
-              width_multiplier: float, precision: str, fused_batchnorm: bool, xla: bool,
+              width_multiplier: float, precision: str, fused_batchnorm: bool, recompute: bool,
+              xla: bool,
               tflite_threads: str, latency_repeats: int, throughput_repeats: int,
               train_steps: int, warmup: int, matmul_size: int, json_path: Path | None,
               results_path: Path | None, section: str | None, like_run: Path | None) -> None:
@@ -137,7 +140,8 @@ def benchmark(ctx: click.Context, name: str, backbone: str | None, output_stride
     with reported(OSError, ValueError):
         measured = dict(
             input_size=input_size, batch_size=batch_size, precision=precision,
-            fused_batchnorm=fused_batchnorm, latency_repeats=latency_repeats,
+            fused_batchnorm=fused_batchnorm, recompute=recompute,
+            latency_repeats=latency_repeats,
             throughput_repeats=throughput_repeats, train_steps=train_steps, warmup=warmup,
             xla_inference=xla, tflite_threads=bench.parse_thread_counts(tflite_threads),
             matmul_size=matmul_size)

@@ -112,6 +112,9 @@ from pixelwise.run_options import NO_MIXED_PRECISION
               type=click.Choice([NO_MIXED_PRECISION, *MIXED_PRECISION_POLICIES]))
 @click.option("--jit-compile/--no-jit-compile", default=TrainConfig.jit_compile, show_default=True,
               help="XLA for the training step (slow on CPUs).")
+@click.option("--recompute/--no-recompute", default=TrainConfig.recompute, show_default=True,
+              help="Recompute the backbone's stages in the backward pass: less memory "
+                   "(a larger batch fits), a slower step.")
 @click.option("--tensorboard/--no-tensorboard", default=TrainConfig.tensorboard, show_default=True)
 @click.option("--cache/--no-cache", default=False, show_default=True,
               help="Keep decoded images in memory after the first epoch.")
