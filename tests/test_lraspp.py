@@ -242,3 +242,24 @@ def test_int8_export_of_lraspp_on_mobilenetv3_passes_its_check(tmp_path):
     assert float_ops == ["CAST", "QUANTIZE"], float_ops
     assert all(types[0] == "int8" for name, types in operators
                if name in ("HARD_SWISH", "LOGISTIC", "MUL", "CONV_2D", "DEPTHWISE_CONV_2D"))
+
+
+def test_fine_tuning_to_other_classes_carries_both_classifiers_rows():
+    from pixelwise.init_source import InitSource
+    from pixelwise.transfer import transfer_weights
+
+    def network(classes):
+        return build_model("lraspp", num_classes=classes, backbone="tiny",
+                           input_shape=(64, 64, 3))
+
+    old, new = network(3), network(2)
+    report = transfer_weights(new, old, backbone="tiny", classes=("road", "toy"),
+                              source=InitSource("old", "old.keras", ("sky", "road", "car")),
+                              class_map=(("road", "road"), ("car", "toy")))
+    assert report.carried_classes == {"road": ["road"], "toy": ["car"]}
+    for name in ("classifier", "low_classifier"):
+        kernel, bias = old.get_layer(name).get_weights()
+        new_kernel, new_bias = new.get_layer(name).get_weights()
+        np.testing.assert_array_equal(new_kernel, kernel[..., [1, 2]])
+        np.testing.assert_array_equal(new_bias, bias[[1, 2]])
+    assert "low_classifier" not in report.started_anew

@@ -15,6 +15,7 @@ The rules:
   name, or of the old classes a class map names (averaged, see
   :mod:`pixelwise.class_map`). Where the init model's classes are not recorded, its
   classifier is kept whole when the class count is the same, and started anew otherwise.
+  Other layers with a channel per class (LR-ASPP's ``low_classifier``) follow the same rule.
 - **Refused**: an init model whose backbone does not fit, that is a backbone layer of the
   new network (see :func:`pixelwise.models.parts.backbone_layers`) with no same-named,
   same-shaped layer in the init model (another backbone, another width). The head (ASPP,
@@ -38,7 +39,7 @@ from pixelwise.config import RunConfig
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.init_source import InitSource, open_init_source
 from pixelwise.models import load_model
-from pixelwise.models.parts import backbone_layers, classifier_layer
+from pixelwise.models.parts import backbone_layers, class_layers, classifier_layer
 from pixelwise.recipe import load_initial_weights
 
 INIT_REPORT_FILENAME = "init_report.json"
@@ -122,13 +123,13 @@ def transfer_weights(model: keras.Model, init_model: keras.Model, *, backbone: s
 
     Raises ValueError, on one line, when the backbone does not fit or a class map names
     classes either side lacks; ``model`` is then unchanged."""
-    classifier = classifier_layer(model)
+    classifier, *other_class_layers = class_layers(model)
     theirs = {layer.name: layer for layer in init_model.layers}
     report = TransferReport(source=source.describe(), classifier=classifier.name,
                             total_params=model.count_params())
     fitting = []
     for layer in model.layers:
-        if not layer.weights or layer is classifier:
+        if not layer.weights or layer is classifier or layer in other_class_layers:
             continue
         problem = fit_problem(layer, theirs.get(layer.name))
         if problem:
@@ -139,13 +140,20 @@ def transfer_weights(model: keras.Model, init_model: keras.Model, *, backbone: s
                if layer.name in report.started_anew]
     if misfits:
         raise ValueError(_backbone_refusal(model, source, backbone, misfits, report))
-    rows = _classifier_rows(classifier, classifier_layer(init_model), classes, source,
-                            class_map, report)
+    rows = {classifier: _classifier_rows(classifier, classifier_layer(init_model), classes,
+                                         source, class_map, report)}
+    for layer in other_class_layers:  # their rows follow the classifier's correspondence
+        if layer.name in theirs:
+            rows[layer] = _classifier_rows(layer, theirs[layer.name], classes, source,
+                                           class_map, report)
+        else:
+            report.started_anew[layer.name] = "not in the init model"
     for layer in fitting:
         layer.set_weights(theirs[layer.name].get_weights())
         report.kept.append(layer.name)
         report.kept_params += layer.count_params()
-    classifier.set_weights(rows)
+    for layer, weights in rows.items():
+        layer.set_weights(weights)
     return report
 
 

@@ -2,6 +2,7 @@
 
     backbone = backbone_layers(model, "mobilenetv2")   # the encoder, preprocessing included
     classifier = classifier_layer(model)                # the 1x1 conv giving the logits
+    per_class = class_layers(model)                     # it, and LR-ASPP's low_classifier
 
 Every model of the registry is one flat functional graph: the backbone's layers (with
 their keras.applications names) and the head's. The backbone is what leads to its deepest
@@ -16,6 +17,9 @@ import keras
 from pixelwise.models.backbones import feature_layer_names
 
 DEEPEST_TAP_STRIDE = 32
+# Layers other than the classifier whose output channels are the classes, by the name the
+# builders give them: LR-ASPP adds a classifier of the stride-8 features to the logits.
+OTHER_CLASS_LAYERS = ("low_classifier",)
 
 
 def backbone_layers(model: keras.Model, backbone: str) -> list[keras.layers.Layer]:
@@ -54,4 +58,12 @@ def classifier_layer(model: keras.Model) -> keras.layers.Layer:
     return classifier
 
 
-__all__ = ["backbone_layers", "classifier_layer"]
+def class_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer with one output channel per class: the classifier first, then those of
+    :data:`OTHER_CLASS_LAYERS` the model has."""
+    names = {layer.name for layer in model.layers}
+    return [classifier_layer(model),
+            *(model.get_layer(name) for name in OTHER_CLASS_LAYERS if name in names)]
+
+
+__all__ = ["OTHER_CLASS_LAYERS", "backbone_layers", "class_layers", "classifier_layer"]
