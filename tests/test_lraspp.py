@@ -56,13 +56,13 @@ def test_the_default_is_the_papers_head_on_mobilenetv3_large(lraspp):
     # The two taps: the 960-channel features after conv_1 (stride 16, the last block
     # unstrided) and block 5's output at stride 8 (40 channels).
     assert lraspp.get_layer("lraspp_branch_conv").input is lraspp.get_layer(
-        "conv_1_hard_swish").output
-    assert lraspp.get_layer("lraspp_pool").input is lraspp.get_layer("conv_1_hard_swish").output
+        "conv_1_activation").output
+    assert lraspp.get_layer("lraspp_pool").input is lraspp.get_layer("conv_1_activation").output
     assert lraspp.get_layer("low_classifier").input is lraspp.get_layer(
         "expanded_conv_5_add").output
     assert lraspp.get_layer("expanded_conv_12_depthwise").strides == (1, 1)
     high, branch, gate, upsampled, low, summed, logits = _outputs(
-        lraspp, _images(), "conv_1_hard_swish", "lraspp_branch_relu", "lraspp_gate",
+        lraspp, _images(), "conv_1_activation", "lraspp_branch_relu", "lraspp_gate",
         "lraspp_upsample", "expanded_conv_5_add", "classifier_sum", "logits")
     assert high.shape == (1, 4, 6, 960) and branch.shape == (1, 4, 6, 128)
     assert gate.shape == (1, 1, 1, 128) and upsampled.shape == (1, 8, 12, 128)
@@ -103,7 +103,7 @@ def test_parameter_count_by_hand(lraspp):
     trainable = sum(int(np.prod(weight.shape)) for weight in lraspp.trainable_weights)
     assert trainable == 3_221_538
     # Multiply-adds at 224 x 224 (high features 14 x 14, low 28 x 28), the head by hand.
-    encoder = keras.Model(lraspp.input, lraspp.get_layer("conv_1_hard_swish").output)
+    encoder = keras.Model(lraspp.input, lraspp.get_layer("conv_1_activation").output)
     head_multiply_adds = (14 * 14 * 960 * 128 + 960 * 128
                           + 28 * 28 * (128 + 40) * NUM_CLASSES)
     assert (count_multiply_adds(lraspp, 224)

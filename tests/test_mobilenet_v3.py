@@ -260,3 +260,34 @@ def test_saved_model_with_renamed_taps_loads_in_safe_mode(registry_models, tmp_p
     images = _images(seed=9)
     np.testing.assert_array_equal(loaded(images, training=False), model(images, training=False))
     assert loaded.get_layer(LAST_TAP).output.shape[-1] == 288
+
+
+def test_the_minimalistic_large_backbone_keeps_its_weights_relu_and_3x3(tmp_path):
+    """Keras's minimalistic network (ReLU, 3x3 depthwise kernels, no squeeze-excite, the
+    paper's variant for hardware where those are slow), made atrous like the others."""
+    backbone = "mobilenetv3large_minimalistic"
+    reference = keras.applications.MobileNetV3Large(
+        input_shape=(None, None, 3), include_top=False, weights=None, minimalistic=True,
+        include_preprocessing=False)
+    path = tmp_path / imagenet_weights_filename(backbone)
+    assert path.name == "weights_mobilenet_v3_large_minimalistic_224_1.0_float_no_top_v2.h5"
+    reference.save_weights(tmp_path / "minimal.weights.h5")
+    model = build_backbone(backbone, output_stride=16, weights=tmp_path / "minimal.weights.h5")
+    for layer in reference.layers:
+        if layer.weights:
+            for mine, theirs in zip(model.get_layer(layer.name).get_weights(),
+                                    layer.get_weights()):
+                np.testing.assert_array_equal(mine, theirs)
+    depthwise = [layer for layer in model.layers
+                 if isinstance(layer, keras.layers.DepthwiseConv2D)]
+    assert depthwise and all(layer.kernel_size == (3, 3) for layer in depthwise)
+    assert not any("squeeze_excite" in layer.name for layer in model.layers)
+    activations = {layer.get_config().get("activation") for layer in model.layers
+                   if isinstance(layer, keras.layers.Activation)}
+    assert "hard_swish" not in str(activations)
+    taps = [backbone_features(model, backbone, stride) for stride in (2, 4, 8, 16, 32)]
+    sizes = [tuple(tensor.shape[1:3]) for tensor in keras.Model(model.input, taps)(_images())]
+    assert sizes == [(32, 48), (16, 24), (8, 12), (4, 6), (4, 6)]
+    assert model.get_layer(STEM_TAP).input is model.get_layer("conv_bn").output
+    with pytest.raises(ValueError, match="ImageNet weights of mobilenetv3large_minimalistic"):
+        build_backbone(backbone, weights="imagenet", width_multiplier=0.75)

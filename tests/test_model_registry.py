@@ -16,8 +16,9 @@ def test_each_model_knows_its_strides_and_input_multiple():
     assert [registry.input_multiple(name) for name in registry.MODEL_NAMES] == [16, 16, 32, 16]
     assert registry.input_multiple("deeplabv3", 8) == 8
     assert registry.all_output_strides() == (8, 16, 32)
-    assert registry.all_backbone_names() == ("resnet50", "mobilenetv2", "mobilenetv3large",
-                                             "mobilenetv3small", "tiny")
+    assert registry.all_backbone_names() == (
+        "resnet50", "mobilenetv2", "mobilenetv3large", "mobilenetv3small",
+        "mobilenetv3large_minimalistic", "mobilenetv3small_minimalistic", "tiny")
     with pytest.raises(ValueError, match="DeepLab supports 16 or 8"):
         registry.input_multiple("deeplabv3plus", 32)
     with pytest.raises(ValueError, match="U-Net encoder runs at stride 32"):

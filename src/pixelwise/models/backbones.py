@@ -91,7 +91,7 @@ PREPROCESSING_MODE = {"resnet50": "caffe", "mobilenetv2": "tf",
 MOBILENET_IMAGENET_WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 # Per backbone with a width: the widths keras.applications has ImageNet weights for.
 IMAGENET_WIDTHS = {"mobilenetv2": MOBILENET_IMAGENET_WIDTHS,
-                   **{name: MOBILENETV3_IMAGENET_WIDTHS for name in MOBILENETV3_NAMES}}
+                   **MOBILENETV3_IMAGENET_WIDTHS}
 SUPPORTED_OUTPUT_STRIDES = (8, 16, 32)
 
 WeightsArg = str | os.PathLike | None

@@ -5,7 +5,11 @@ What :mod:`pixelwise.models.backbones` needs to build, make atrous and tap them:
 - :func:`mobilenetv3_application`: keras.applications' ``MobileNetV3Large`` /
   ``MobileNetV3Small`` without top and without its own rescaling (the backbone puts an
   ``ImageNetPreprocessing("tf")`` layer in front, as for MobileNetV2; the same -1..1),
-  ``alpha`` = ``width_multiplier``, ``minimalistic`` False (hard-swish, squeeze-excite);
+  ``alpha`` = ``width_multiplier``; hard-swish and squeeze-excite, or for the
+  ``..._minimalistic`` backbones Keras's ``minimalistic`` networks (ReLU, 3x3 kernels, no
+  squeeze-excite: the paper's variant for hardware where those are slow; on this
+  project's x86 CPU an int8 hard-swish runs in TFLite's own kernel and the minimalistic
+  Large backbone runs 3x faster, see benchmarks/RESULTS.md);
 - :func:`mobilenetv3_edit`: the layer-config edits of the atrous clone;
 - :data:`MOBILENETV3_FEATURE_LAYERS`: the taps at nominal strides 2 .. 32.
 
@@ -32,8 +36,9 @@ plain network's features sampled at every other position (ResNet50's and MobileN
 are); with the squeeze-excite gates held constant they are.
 
 keras.applications leaves the activations unnamed (``activation_17``: a counter of the
-process); the two that are taps are renamed in the clone: the stem's hard-swish
-``conv_hard_swish`` and the last one, after the 1x1 ``conv_1``, ``conv_1_hard_swish``.
+process); the two that are taps are renamed in the clone: the stem's activation
+``stem_activation`` and the last one, after the 1x1 ``conv_1``, ``conv_1_activation``
+(hard-swish, or ReLU in the minimalistic networks).
 """
 
 from __future__ import annotations
@@ -44,12 +49,16 @@ from collections.abc import Callable
 
 import keras
 
-MOBILENETV3_NAMES = ("mobilenetv3large", "mobilenetv3small")
-MOBILENETV3_IMAGENET_WIDTHS = (0.75, 1.0)
+MINIMALISTIC = "_minimalistic"
+MOBILENETV3_NAMES = ("mobilenetv3large", "mobilenetv3small",
+                     "mobilenetv3large" + MINIMALISTIC, "mobilenetv3small" + MINIMALISTIC)
+# Per backbone: the widths keras.applications has ImageNet weights for.
+MOBILENETV3_IMAGENET_WIDTHS = {name: (1.0,) if name.endswith(MINIMALISTIC) else (0.75, 1.0)
+                               for name in MOBILENETV3_NAMES}
 MOBILENETV3_PREPROCESSING_MODE = "tf"
 
-STEM_TAP = "conv_hard_swish"
-LAST_TAP = "conv_1_hard_swish"
+STEM_TAP = "stem_activation"
+LAST_TAP = "conv_1_activation"
 
 # Nominal stride -> the last layer at that stride. Stride 32: the hard-swish after the 1x1
 # conv_1 (960 channels for Large, 576 for Small at width 1), the features torchvision's
@@ -71,6 +80,9 @@ MOBILENETV3_FEATURE_LAYERS: dict[str, dict[int, str]] = {
         32: LAST_TAP,
     },
 }
+# The minimalistic networks have the same blocks, so the same taps.
+for _name in MOBILENETV3_NAMES[2:]:
+    MOBILENETV3_FEATURE_LAYERS[_name] = MOBILENETV3_FEATURE_LAYERS[_name.removesuffix(MINIMALISTIC)]
 
 # Large's block 0 adds its input only where its 16 * width channels round to the stem's
 # 16 (widths 0.75 to 1.25, the ImageNet ones among them); elsewhere the block's last layer
@@ -82,21 +94,23 @@ _DEPTHWISE = re.compile(r"expanded_conv_(?:(\d+)_)?depthwise(_pad)?")
 
 def mobilenetv3_weights_filename(backbone: str, width_multiplier: float = 1.0) -> str:
     """The file keras.applications downloads for ``backbone``'s no-top ImageNet weights."""
-    size = {"mobilenetv3large": "large", "mobilenetv3small": "small"}[backbone]
+    size = backbone.removeprefix("mobilenetv3")  # "large", "small_minimalistic", ...
     return f"weights_mobilenet_v3_{size}_224_{float(width_multiplier)}_float_no_top_v2.h5"
 
 
 def mobilenetv3_application(backbone: str, image: keras.KerasTensor, weights: str | None,
                             width_multiplier: float) -> keras.Model:
     """keras.applications' MobileNetV3 on ``image`` (already scaled to -1..1), no top, no
-    rescaling of its own, hard-swish and squeeze-excite, with ``weights``."""
+    rescaling of its own, hard-swish and squeeze-excite (or minimalistic), with ``weights``."""
+    minimalistic = backbone.endswith(MINIMALISTIC)
     application = {"mobilenetv3large": keras.applications.MobileNetV3Large,
-                   "mobilenetv3small": keras.applications.MobileNetV3Small}[backbone]
+                   "mobilenetv3small": keras.applications.MobileNetV3Small
+                   }[backbone.removesuffix(MINIMALISTIC)]
     with warnings.catch_warnings():
         # With an unknown input size Keras loads the 224x224 ImageNet weights and says so.
         warnings.filterwarnings("ignore", message=".*input_shape.*is undefined or non-square")
         return application(include_top=False, weights=weights, input_tensor=image,
-                           alpha=float(width_multiplier), minimalistic=False,
+                           alpha=float(width_multiplier), minimalistic=minimalistic,
                            include_preprocessing=False)
 
 
@@ -184,7 +198,7 @@ def mobilenetv3_edit(pretrained: keras.Model, output_stride: int) -> Callable[[d
     return edit
 
 
-__all__ = ["LAST_TAP", "MOBILENETV3_FEATURE_LAYERS", "MOBILENETV3_IMAGENET_WIDTHS",
+__all__ = ["LAST_TAP", "MINIMALISTIC", "MOBILENETV3_FEATURE_LAYERS", "MOBILENETV3_IMAGENET_WIDTHS",
            "MOBILENETV3_NAMES", "MOBILENETV3_PREPROCESSING_MODE", "STEM_TAP",
            "TAP_ALTERNATIVES", "mobilenetv3_application", "mobilenetv3_dilation_rates",
            "mobilenetv3_edit", "mobilenetv3_weights_filename"]
