@@ -29,8 +29,11 @@ from conftest import TINY_MODEL as CONFTEST_TINY_MODEL  # this script runs from 
 
 SIZE = 64
 # bn_momentum 0: after two steps the moving statistics are the last batch's, so the model
-# already tells classes apart and the evaluation compares more than one column.
-TINY_MODEL = dict(CONFTEST_TINY_MODEL, aspp_filters=32, aspp_rates=(1, 2, 3), bn_momentum=0.0)
+# already tells classes apart and the evaluation compares more than one column. The tiny
+# backbone (as distribute_helpers' flags): the point is replicas against one device, and
+# every evaluation below traces the network again, which for MobileNetV2 costs seconds each.
+TINY_MODEL = dict(CONFTEST_TINY_MODEL, backbone="tiny", width_multiplier=1.0, aspp_filters=32,
+                  aspp_rates=(1, 2, 3), bn_momentum=0.0)
 
 
 def use_two_cpus() -> list[str]:

@@ -130,10 +130,10 @@ def test_an_epoch_leaving_non_finite_weights_is_not_saved(tmp_path):
 
 
 def test_a_training_whose_loss_becomes_nan_stops_and_saves_nothing_non_finite(
-        synthetic, tmp_path, tiny_train_flags):
+        synthetic, tmp_path, tiny_backbone_train_flags):
     run_dir = tmp_path / "run"
     result = invoke("train", "--data", synthetic, "--out", run_dir, "--epochs", "3",
-                    "--learning-rate", "1e17", *tiny_train_flags)
+                    "--learning-rate", "1e17", *tiny_backbone_train_flags)
     assert_one_line_error(result, "training stopped", "Lower --learning-rate")
     assert "(completed)" not in result.output
     print(result.output)
@@ -202,19 +202,20 @@ def test_binary_masks_are_refused_before_training(binary_masks, tmp_path, tiny_m
 
 # ---- rough errors ------------------------------------------------------------------------
 
-def test_a_truncated_jpeg_without_the_check_is_named(synthetic, tmp_path, tiny_train_flags):
+def test_a_truncated_jpeg_without_the_check_is_named(synthetic, tmp_path,
+                                                    tiny_backbone_train_flags):
     data = tmp_path / "synth"
     shutil.copytree(synthetic, data)
     name = (data / "ImageSets" / "Segmentation" / "train.txt").read_text().split()[0]
     image = data / "JPEGImages" / f"{name}.jpg"
     image.write_bytes(image.read_bytes()[: image.stat().st_size // 3])
     result = invoke("train", "--data", data, "--out", tmp_path / "run", "--epochs", "1",
-                    "--no-check", *tiny_train_flags)
+                    "--no-check", *tiny_backbone_train_flags)
     assert_one_line_error(result, f"{name}.jpg")
 
 
-def test_a_damaged_last_checkpoint_is_skipped_for_the_one_before(tiny_trained_run, tmp_path):
-    _, trained, _ = tiny_trained_run
+def test_a_damaged_last_checkpoint_is_skipped_for_the_one_before(tiny_backbone_run, tmp_path):
+    _, trained, _ = tiny_backbone_run
     run_dir = copy_run(trained, tmp_path)
     folder = RunFolder(run_dir)
     state = folder.read_state()
@@ -229,8 +230,8 @@ def test_a_damaged_last_checkpoint_is_skipped_for_the_one_before(tiny_trained_ru
 
 
 @pytest.mark.parametrize("damage", ["truncated", "random"])
-def test_a_damaged_best_model_is_named_with_the_way_back(tiny_trained_run, tmp_path, damage):
-    _, trained, _ = tiny_trained_run
+def test_a_damaged_best_model_is_named_with_the_way_back(tiny_backbone_run, tmp_path, damage):
+    _, trained, _ = tiny_backbone_run
     run_dir = copy_run(trained, tmp_path)
     best = run_dir / "best.keras"
     best.write_bytes(best.read_bytes()[:1000] if damage == "truncated"
@@ -239,8 +240,8 @@ def test_a_damaged_best_model_is_named_with_the_way_back(tiny_trained_run, tmp_p
     assert_one_line_error(result, f"{best}: damaged", "checkpoints")
 
 
-def test_a_model_naming_unsafe_classes_is_refused_in_one_line(tiny_trained_run, tmp_path):
-    _, trained, _ = tiny_trained_run
+def test_a_model_naming_unsafe_classes_is_refused_in_one_line(tiny_backbone_run, tmp_path):
+    _, trained, _ = tiny_backbone_run
     run_dir = copy_run(trained, tmp_path)
     best = run_dir / "best.keras"
     with zipfile.ZipFile(best) as archive:
@@ -256,8 +257,8 @@ def test_a_model_naming_unsafe_classes_is_refused_in_one_line(tiny_trained_run, 
     assert_one_line_error(result, f"{best}: cannot be loaded")
 
 
-def test_visualize_refuses_data_with_other_classes_as_evaluate_does(tiny_trained_run, tmp_path):
-    data, run_dir, _ = tiny_trained_run
+def test_visualize_refuses_data_with_other_classes_as_evaluate_does(tiny_backbone_run, tmp_path):
+    data, run_dir, _ = tiny_backbone_run
     other = tmp_path / "other"
     shutil.copytree(data, other)
     spec_path = other / "pixelwise_dataset.json"

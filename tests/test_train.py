@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import TINY_MODEL as CONFTEST_TINY_MODEL
+from conftest import TINY_BACKBONE_MODEL
 from conftest import TINY_SIZE
 from pixelwise.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from pixelwise.data.synthetic import generate_synthetic
@@ -32,12 +32,18 @@ from pixelwise.train import (
 )
 
 SIZE = TINY_SIZE
-# conftest's tiny DeepLab with a wider ASPP at rates that reach across its 4x4 features.
-TINY_MODEL = dict(CONFTEST_TINY_MODEL, aspp_filters=32, aspp_rates=(1, 2, 3))
+# conftest's tiny DeepLab with a wider ASPP at rates that reach across its 4x4 features, on
+# the tiny backbone (pixelwise.models.tiny_backbone): what these tests train for is the run
+# folder, resuming and global state, and MobileNetV2's hundreds of layers would cost most
+# of each run in tracing.
+TINY_MODEL = dict(TINY_BACKBONE_MODEL, aspp_filters=32, aspp_rates=(1, 2, 3))
 # The tiny model that learns fastest from scratch: a U-Net's full-resolution decoder finds
 # the shapes within a few dozen steps (a tiny DeepLab at stride 16 still predicts
-# background everywhere after a hundred).
-LEARNER_MODEL = dict(CONFTEST_TINY_MODEL, name="unet", aspp_filters=None)
+# background everywhere after a hundred). On the tiny backbone it learns more in these 48
+# steps than on MobileNetV2 x0.35 (test mean IoU 0.66 against 0.45), in under half the
+# time; the bar, the majority baseline (0.13) + 0.15, is still out of reach after one
+# epoch (0.22) or untrained (0.10).
+LEARNER_MODEL = dict(TINY_BACKBONE_MODEL, name="unet", aspp_filters=None)
 
 
 def tiny_config(source, model=TINY_MODEL, **train):
@@ -202,7 +208,7 @@ def wait_for_epochs(state_path: Path, epochs: int, process: subprocess.Popen,
             state = None  # not written yet (never torn: it is renamed into place)
         if state and state["epochs_done"] >= epochs:
             return state
-        time.sleep(0.05)
+        time.sleep(0.01)  # an epoch of the tiny model takes about 0.6 s: kill well within it
     raise AssertionError(f"no state for epoch {epochs} after {timeout} s")
 
 
@@ -210,8 +216,8 @@ def wait_for_epochs(state_path: Path, epochs: int, process: subprocess.Popen,
 def test_a_killed_run_resumes_from_its_last_saved_epoch(synthetic, tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "pixelwise", "train", "--data", str(synthetic),
-               "--out", str(run_dir), "--backbone", "mobilenetv2", "--width-multiplier", "0.35",
-               "--backbone-weights", "none", "--aspp-filters", "32", "--bn-momentum", "0.9",
+               "--out", str(run_dir), "--backbone", "tiny", "--backbone-weights", "none",
+               "--aspp-filters", "32", "--bn-momentum", "0.9",
                "--epochs", "3", "--batch-size", "4", "--input-size", str(SIZE),
                "--augment", "none", "--no-tensorboard", "--quiet"]
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

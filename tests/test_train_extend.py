@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import TINY_MODEL, TINY_SIZE
+from conftest import TINY_BACKBONE_MODEL, TINY_SIZE
 from pixelwise.cli import cli
 from pixelwise.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from pixelwise.data.synthetic import generate_synthetic
@@ -28,8 +28,9 @@ def data(tmp_path_factory):
 
 
 def tiny_config(data, **train) -> RunConfig:
+    """The tiny DeepLab on the tiny backbone: these runs are about epochs and budgets."""
     return RunConfig(data=DataConfig(source=str(data), input_size=(TINY_SIZE, TINY_SIZE)),
-                     model=ModelConfig(**TINY_MODEL),
+                     model=ModelConfig(**TINY_BACKBONE_MODEL),
                      train=TrainConfig(batch_size=4, tensorboard=False, **train))
 
 
@@ -39,8 +40,8 @@ def log_epochs(run_dir) -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_finished_run_is_extended_by_more_epochs(tiny_trained_run, tmp_path):
-    _, trained, _ = tiny_trained_run  # 2 epochs, completed
+def test_a_finished_run_is_extended_by_more_epochs(tiny_backbone_run, tmp_path):
+    _, trained, _ = tiny_backbone_run  # 2 epochs, completed
     run_dir = tmp_path / "run"
     shutil.copytree(trained, run_dir)
     first_seconds = json.loads((run_dir / "checkpoints" / "state.json").read_text())[
@@ -81,8 +82,8 @@ def test_the_time_budget_stops_a_run_and_counts_every_part(data, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_extends_with_epochs_and_budget_only(tiny_trained_run, tmp_path):
-    _, trained, _ = tiny_trained_run  # 2 epochs, completed
+def test_cli_extends_with_epochs_and_budget_only(tiny_backbone_run, tmp_path):
+    _, trained, _ = tiny_backbone_run  # 2 epochs, completed
     run_dir = tmp_path / "run"
     shutil.copytree(trained, run_dir)
     runner = CliRunner()
@@ -129,13 +130,14 @@ def test_a_budget_must_be_positive():
     assert np.isfinite(TrainConfig(time_budget=60).time_budget)
 
 
-def tiny_network(aspp_filters: int = TINY_MODEL["aspp_filters"]) -> keras.Model:
+def tiny_network(aspp_filters: int = TINY_BACKBONE_MODEL["aspp_filters"]) -> keras.Model:
     from pixelwise.models import build_model
 
-    options = {key: value for key, value in TINY_MODEL.items()
+    options = {key: value for key, value in TINY_BACKBONE_MODEL.items()
                if key not in ("name", "bn_momentum")}
     options["aspp_filters"] = aspp_filters
-    return build_model(TINY_MODEL["name"], num_classes=21, input_shape=(None, None, 3), **options)
+    return build_model(TINY_BACKBONE_MODEL["name"], num_classes=21, input_shape=(None, None, 3),
+                       **options)
 
 
 def test_init_weights_copy_a_trained_model_into_a_fresh_one(tmp_path):
@@ -163,10 +165,11 @@ def test_init_weights_copy_a_trained_model_into_a_fresh_one(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_fine_tunes_a_trained_run_at_another_size(tiny_trained_run, tiny_train_flags,
-                                                      tmp_path):
-    data, first_run, _ = tiny_trained_run
-    flags = [flag if flag != str(TINY_SIZE) else "96" for flag in tiny_train_flags]
+def test_cli_fine_tunes_a_trained_run_at_another_size(tiny_backbone_run,
+                                                      tiny_backbone_train_flags,
+                                                      tiny_train_flags, tmp_path):
+    data, first_run, _ = tiny_backbone_run
+    flags = [flag if flag != str(TINY_SIZE) else "96" for flag in tiny_backbone_train_flags]
     second_run = tmp_path / "second"
     runner = CliRunner()
     result = runner.invoke(cli, ["train", "--data", str(data), "--out", str(second_run),
@@ -178,12 +181,11 @@ def test_cli_fine_tunes_a_trained_run_at_another_size(tiny_trained_run, tiny_tra
     assert config.model.init_weights == str(first_run.resolve())
     assert config.data.input_size == (96, 96)
     # Another backbone cannot start from it: one line naming the file, no traceback. (Another
-    # head can: its layers start anew, see test_transfer.py.)
-    wider = [flag if flag != str(TINY_MODEL["width_multiplier"]) else "0.5"
-             for flag in tiny_train_flags]
+    # head can: its layers start anew, see test_transfer.py.) Here the same DeepLab on
+    # MobileNetV2 x0.35 (conftest's tiny_train_flags).
     result = runner.invoke(cli, ["train", "--data", str(data), "--out", str(tmp_path / "third"),
                                  "--init-from", str(first_run), "--epochs", "1",
-                                 "--no-tensorboard", *wider])
+                                 "--no-tensorboard", *tiny_train_flags])
     assert result.exit_code == 1, result.output
     assert "best.keras: its backbone does not fit this" in result.output
     assert "Traceback" not in result.output

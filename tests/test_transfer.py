@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import TINY_MODEL, TINY_SIZE
+from conftest import TINY_BACKBONE_MODEL, TINY_MODEL, TINY_SIZE
 from pixelwise.class_map import class_correspondence, parse_class_map
 from pixelwise.cli import cli
 from pixelwise.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -21,7 +21,8 @@ from pixelwise.models.parts import backbone_layers, classifier_layer
 from pixelwise.train import resume, train
 from pixelwise.training_phases import Phase, plan_phases
 from pixelwise.transfer import start_from_init_model, transfer_weights
-from zoo_fixtures import TINY_NAME, tiny_zoo, tiny_zoo_dir  # noqa: F401  (fixtures)
+from pixelwise.zoo import MODELS_PATH_VARIABLE, package_run
+from zoo_fixtures import TINY_NAME
 
 OLD_CLASSES = synthetic_spec().class_names  # background, ball, block, cone, star, ring
 NEW_CLASSES = ("background", "ball", "block", "floor")
@@ -247,13 +248,16 @@ class Kill(keras.callbacks.Callback):
 
 
 @pytest.mark.slow
-def test_a_frozen_backbone_stays_put_across_resumes_then_trains(tiny_trained_run, tmp_path):
-    data, source_run, _ = tiny_trained_run
+def test_a_frozen_backbone_stays_put_across_resumes_then_trains(tiny_backbone_run, tmp_path):
+    # On the tiny backbone (five conv + batch-norm stages): the phases and the resumes are
+    # the point, and each of the three calls below traces its training step anew.
+    data, source_run, _ = tiny_backbone_run
     old = load_model(source_run / "best.keras", compile=False)
-    backbone = [layer.name for layer in backbone_layers(old, "mobilenetv2") if layer.weights]
+    backbone = [layer.name for layer in backbone_layers(old, "tiny") if layer.weights]
+    assert len(backbone) == 10
     old_weights = {name: weights_of(old.get_layer(name)) for name in backbone + ["classifier"]}
     config = RunConfig(data=DataConfig(source=str(data), input_size=(TINY_SIZE, TINY_SIZE)),
-                       model=ModelConfig(**TINY_MODEL, init_weights=str(source_run)),
+                       model=ModelConfig(**TINY_BACKBONE_MODEL, init_weights=str(source_run)),
                        train=TrainConfig(epochs=3, batch_size=4, tensorboard=False,
                                          freeze_backbone_epochs=2))
     run_dir = tmp_path / "run"
@@ -300,8 +304,27 @@ def new_classes_data(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def tiny_backbone_zoo_dir(tmp_path_factory, tiny_backbone_run):
+    """A models folder holding ``tiny-synth`` as the tiny-backbone run's best model (the
+    zoo tests' tiny-synth is on MobileNetV2: the two training phases below would each trace
+    its hundreds of layers)."""
+    _, run_dir, _ = tiny_backbone_run
+    models_dir = tmp_path_factory.mktemp("zoo")
+    package_run(run_dir, models_dir, TINY_NAME, description="tiny test model")
+    return models_dir
+
+
+@pytest.fixture
+def tiny_backbone_zoo(tiny_backbone_zoo_dir, monkeypatch):
+    """``tiny-synth`` (tiny backbone) registered through ``$PIXELWISE_MODELS``."""
+    monkeypatch.setenv(MODELS_PATH_VARIABLE, str(tiny_backbone_zoo_dir))
+    return tiny_backbone_zoo_dir
+
+
 @pytest.mark.slow
-def test_cli_fine_tunes_a_named_model_to_new_classes(tiny_zoo, new_classes_data, tmp_path):
+def test_cli_fine_tunes_a_named_model_to_new_classes(tiny_backbone_zoo, new_classes_data,
+                                                     tmp_path):
     run_dir = tmp_path / "run"
     common = ["--data", str(new_classes_data), "--init-from", TINY_NAME, "--batch-size", "4",
               "--input-size", str(TINY_SIZE), "--no-tensorboard", "--quiet"]
@@ -310,7 +333,7 @@ def test_cli_fine_tunes_a_named_model_to_new_classes(tiny_zoo, new_classes_data,
     result = runner.invoke(cli, ["train", "--out", str(run_dir), "--epochs", "2",
                                  "--freeze-backbone-epochs", "1", *common])
     assert result.exit_code == 0, result.output
-    model_file = tiny_zoo / TINY_NAME / "model.keras"
+    model_file = tiny_backbone_zoo / TINY_NAME / "model.keras"
     assert (f"starting from the weights of {TINY_NAME} ({model_file}): kept " in result.output)
     assert "classifier: 3 of 4 classes carried over (background<-background, ball<-ball, " \
            "block<-block)" in result.output
@@ -319,16 +342,21 @@ def test_cli_fine_tunes_a_named_model_to_new_classes(tiny_zoo, new_classes_data,
     report = json.loads((run_dir / "init_report.json").read_text())
     assert report["source"] == f"{TINY_NAME} ({model_file})"
     assert report["started_anew"] == {} and report["new_classes"] == ["floor"]
-    assert report["kept_layers"] == len(report["kept"]) > 100
+    # Every layer but the classifier kept (whose rows of the 3 old classes carried over).
+    weighted = [layer.name for layer in load_model(run_dir / "best.keras", compile=False).layers
+                if layer.weights]
+    assert report["kept"] == weighted[:-1] and report["classifier"] == weighted[-1]
+    assert report["kept_layers"] == len(report["kept"]) > 20
     assert 0 < report["kept_params"] < report["total_params"]
     config = RunConfig.load(run_dir / "config.json")
     assert config.model.init_weights == TINY_NAME
     assert (config.model.backbone, config.model.width_multiplier, config.model.aspp_filters) \
-        == ("mobilenetv2", 0.35, 16)
+        == ("tiny", 1.0, 16)
     assert config.train.freeze_backbone_epochs == 1
     # Flags given win, and must fit: another backbone is refused in one line.
     refused = runner.invoke(cli, ["train", "--out", str(tmp_path / "other"), "--epochs", "1",
-                                  "--width-multiplier", "0.5", *common])
+                                  "--backbone", "mobilenetv2", "--width-multiplier", "0.35",
+                                  *common])
     assert refused.exit_code == 1 and "Traceback" not in refused.output
     assert "its backbone does not fit this" in refused.output
     assert not (tmp_path / "other").exists()

@@ -2,7 +2,9 @@
 the CLI, on a tiny world made here, so the tutorial and the commands cannot drift apart.
 
 The world: a 30 s video of a toy's view (a wall, a floor, a red obstacle sliding across)
-written with OpenCV as drive.mp4; the tiny session model packaged as ``camvid-toy`` (its
+written with OpenCV as drive.mp4; the tiny session model on the tiny backbone
+(``tiny_backbone_run``: the tutorial's commands are the point, not the network, and each
+training, export and prediction below is seconds with it) packaged as ``camvid-toy`` (its
 classes renamed to road-scene ones, so ``--class-map road=floor`` has a ``road``) on
 ``$PIXELWISE_MODELS``; the working directory a tmp folder, so the doc's relative paths
 (drive.mp4, myset/, runs/mytoy) land there. A ``labelme`` line is the person labelling:
@@ -175,9 +177,9 @@ def label_frame(image: Path, labels: list[str]) -> Path:
 
 
 @pytest.fixture
-def road_zoo(tmp_path_factory, tiny_trained_run, monkeypatch):
+def road_zoo(tmp_path_factory, tiny_backbone_run, monkeypatch):
     """The tiny trained model registered as camvid-toy, with road-scene class names."""
-    _, run_dir, _ = tiny_trained_run
+    _, run_dir, _ = tiny_backbone_run
     models_dir = tmp_path_factory.mktemp("road_zoo")
     card = package_run(run_dir, models_dir, INIT_NAME, description="tiny stand-in")
     assert len(card.spec.class_names) == len(ROAD_CLASSES)
