@@ -163,6 +163,9 @@ def build_compiled_model(config: RunConfig, source: DataSource, steps_per_epoch:
     model.compile(optimizer=build_optimizer(config, steps_per_epoch, replicas),
                   loss=build_training_loss(config, source, spec),
                   metrics=segmentation_metrics(spec), jit_compile=config.train.jit_compile)
+    # Made now, the optimizer's slots exist before the first step is traced; made inside it,
+    # they make Keras trace the step twice (a few seconds to a minute per run).
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

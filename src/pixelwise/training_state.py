@@ -44,7 +44,8 @@ NO_RUN = -1  # a worker's saved epochs where it holds no run (folder absent or r
 def restore_checkpoint(model: keras.Model, checkpoint: Path, state: dict) -> None:
     """Load weights and optimizer state of ``checkpoint`` into the compiled ``model``;
     raise ValueError (saying what to delete) when it does not match ``state``."""
-    model.optimizer.build(model.trainable_variables)
+    if not model.optimizer.built:  # a loss-scaling optimizer cannot be built twice
+        model.optimizer.build(model.trainable_variables)
     try:
         model.load_weights(checkpoint)
     except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
