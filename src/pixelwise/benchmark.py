@@ -261,10 +261,14 @@ def build_benchmark_model(settings: BenchmarkSettings) -> keras.Model:
 
 
 def inference_function(model: keras.Model, *, jit_compile: bool = False):
-    """One ``tf.function`` of the model's inference (XLA-compiled if ``jit_compile``)."""
+    """One ``tf.function`` of the model's inference (XLA-compiled if ``jit_compile``), its
+    batch norms folded into their convolutions as the Keras predictor does."""
     import tensorflow as tf
 
-    return tf.function(lambda images: model(images, training=False), jit_compile=jit_compile)
+    from pixelwise.models.folding import fold_batch_norms
+
+    folded = fold_batch_norms(model)
+    return tf.function(lambda images: folded(images, training=False), jit_compile=jit_compile)
 
 
 def time_inference(model: keras.Model, settings: BenchmarkSettings, *,

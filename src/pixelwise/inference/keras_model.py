@@ -23,6 +23,7 @@ from keras import ops
 from pixelwise.data.spec import DatasetSpec
 from pixelwise.inference.imaging import DEFAULT_MAX_PIXELS
 from pixelwise.inference.segmenter import Segmenter
+from pixelwise.models.folding import fold_batch_norms
 
 
 def _multiple_of(size: int, scale: float, multiple: int) -> int:
@@ -98,16 +99,18 @@ class KerasSegmenter(Segmenter):
             raise ValueError(f"{model.name} predicts {channels} classes but the dataset "
                              f"description lists {spec.num_classes}")
         self.model = model
+        # The copy that predicts: batch norms folded into their convolutions (same function).
+        self._inference_model = fold_batch_norms(model)
         self.scales = tuple(float(scale) for scale in scales)
         self.flip = bool(flip)
         self._logits = self._make_forward(jit_compile)
 
     def _make_forward(self, jit_compile: bool):
         if not jit_compile:
-            return lambda images, training=False: self.model(images, training=False)
+            return lambda images, training=False: self._inference_model(images, training=False)
         import tensorflow as tf  # XLA is TensorFlow's
 
-        compiled = tf.function(lambda images: self.model(images, training=False),
+        compiled = tf.function(lambda images: self._inference_model(images, training=False),
                                jit_compile=True)
         return lambda images, training=False: compiled(images)
 
