@@ -91,6 +91,8 @@ def command_line(arguments: argparse.Namespace) -> str:
              arguments.score_split, "--run-size", arguments.run_size]
     if arguments.skip_training:
         parts.append("--skip-training")
+    if arguments.ship:
+        parts.append("--ship")
     if arguments.from_path:
         parts += ["--from", str(arguments.from_path)]
     if arguments.stages != 2:
@@ -195,6 +197,9 @@ def main() -> None:
                         help="HxW the int8 model runs its network at ('none': 360x480)")
     parser.add_argument("--copy-model", action="store_true",
                         help="Copy the int8 model to benchmarks/camvid/toy_int8.tflite.")
+    parser.add_argument("--ship", action="store_true",
+                        help="Make the run the shipped road model zoo_models/camvid-toy "
+                             "(Keras model, int8 model and a card with these figures).")
     parser.add_argument("--stages", type=int, choices=(1, 2), default=2,
                         help="2: the toy recipe on crops, then on whole frames (recipe 4; "
                              "stage 1 trains in OUT-crops); 1: crops only (recipe 3, in OUT).")
@@ -299,11 +304,59 @@ def main() -> None:
             with Image.open(source) as picture:
                 picture.convert("RGB").save(target.parent / name, quality=85)
             print(f"copied {source} to {target.parent / name}")
+    if arguments.ship:
+        ship_model(arguments.out, int8_path, figures)
     from pixelwise.benchmark import update_results_section
 
     section = SECTION if split == "test" else f"{SECTION}_{arguments.out.name}_{split}"
     update_results_section(arguments.results, section, results_markdown(figures))
     print(f"wrote section {section} of {arguments.results}")
+
+
+def ship_model(run_dir: Path, int8_path: Path, figures: dict,
+               models_dir: Path | None = None) -> Path:
+    """Make ``run_dir`` the model ``camvid-toy`` of ``models_dir`` (the shipped models by
+    default) with its int8 export and a card of ``figures`` (how it was trained and
+    scored); the model it replaces is removed only once the new one is complete."""
+    import tempfile
+
+    from pixelwise.zoo import SHIPPED_MODELS_DIR, package_run
+
+    models_dir = Path(models_dir or SHIPPED_MODELS_DIR)
+
+    model = figures["model"]
+    description = (f"{model['name']} on {model['backbone']}, trained from random weights on "
+                   f"CamVid's 367 train frames: a road-scene starting point to fine-tune to "
+                   f"your own classes")
+    split = figures["split"]
+    val_path = run_dir / "evaluation" / "val-original" / "metrics.json"
+    scores = {"split": split, "mean_iou": round(figures["keras_mean_iou"], 4),
+              f"{split}_mean_iou": round(figures["keras_mean_iou"], 4),
+              "scored_at": "360x480 (Keras, whole frames)",
+              f"int8_{split}_mean_iou": round(figures["int8_mean_iou"], 4),
+              "int8_run_size": "x".join(map(str, figures["run_size"])),
+              "int8_ms_1_thread": figures["int8_ms_1_thread"]}
+    if val_path.is_file():
+        from pixelwise.evaluate import read_metrics
+
+        scores["val_mean_iou"] = round(read_metrics(val_path)["mean_iou"], 4)
+    training = {"data": "CamVid (SegNet tutorial release), 367 train frames, 101 val",
+                "from": "random weights", "epochs": figures["epochs"],
+                "minutes": round(figures["training_seconds"] / 60),
+                "machine": "2-core AMD EPYC CPU, bfloat16", "stages": figures["stages"],
+                "recipe": figures["recipe"], "frames_recipe": figures["frames_recipe"],
+                "command": figures["command"]}
+    shipped = models_dir / "camvid-toy"
+    with tempfile.TemporaryDirectory(dir=models_dir) as folder:
+        tflite = Path(folder) / "model_int8.tflite"
+        shutil.copyfile(int8_path, tflite)
+        package_run(run_dir, folder, "camvid-toy", description=description,
+                    tflite=tflite, training=training, scores=scores)
+        if shipped.exists():
+            shutil.rmtree(shipped)
+        (Path(folder) / "camvid-toy").rename(shipped)
+    print(f"shipped {run_dir} as {shipped}")
+    return shipped
 
 
 def _ms(value: float | None) -> str:

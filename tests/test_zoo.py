@@ -3,6 +3,7 @@ commands that take a name (model list / show, predict, export, train --init-from
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,3 +225,32 @@ def test_a_names_architecture_stands_in_for_the_model_options(tiny_zoo, tiny_tra
     assert architecture_of_init(None) == {}
     with pytest.raises(FileNotFoundError, match="no-such-model: no such file or folder"):
         run_config_from_options(data, init_weights="no-such-model")
+
+
+def test_the_camvid_benchmark_ships_its_run_with_the_figures_on_the_card(tiny_trained_run,
+                                                                          tmp_path):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "camvid.py"
+    spec = importlib.util.spec_from_file_location("camvid_benchmark", script)
+    camvid_benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(camvid_benchmark)
+    _, run_dir, _ = tiny_trained_run
+    old = tmp_path / "camvid-toy"
+    old.mkdir()
+    (old / "old_model.keras").write_text("the model it replaces")
+    int8 = tmp_path / "toy_int8.tflite"
+    int8.write_bytes(b"int8 model")
+    figures = {"model": {"name": "deeplabv3plus", "backbone": "mobilenetv3large_minimalistic"},
+               "split": "test", "keras_mean_iou": 0.61234, "int8_mean_iou": 0.60111,
+               "run_size": [360, 480], "int8_ms_1_thread": 18.5, "epochs": "80 + 70",
+               "training_seconds": 7800.0, "stages": [str(run_dir)], "recipe": {},
+               "frames_recipe": None, "command": "python benchmarks/camvid.py ..."}
+    shipped = camvid_benchmark.ship_model(run_dir, int8, figures, models_dir=tmp_path)
+    assert shipped == old and not (old / "old_model.keras").exists()
+    card = read_card(old)
+    assert card.scores["test_mean_iou"] == 0.6123 and card.scores["int8_test_mean_iou"] == 0.6011
+    assert card.scores["int8_run_size"] == "360x480" and card.training["minutes"] == 130
+    assert (old / "model_int8.tflite").read_bytes() == b"int8 model"
+    assert (old / "model.keras").is_file() and card.files["tflite"] == "model_int8.tflite"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["camvid-toy", "toy_int8.tflite"]
