@@ -155,6 +155,10 @@ def test_the_configuration_and_the_command_line_take_lraspp(tmp_path, monkeypatc
     config = run_config_from_options(tmp_path, model="lraspp", input_size=64)
     assert (config.model.backbone, config.model.input_multiple) == ("mobilenetv3large", 16)
     assert RunConfig.from_dict(config.to_dict()) == config
+    for option in (dict(aspp_filters=96), dict(aspp_rates=(6,))):
+        with pytest.raises(ValueError, match="apply to the DeepLab models only; leave them "
+                                             "unset for lraspp"):
+            ModelConfig(name="lraspp", **option)
 
     runner = CliRunner()
     help_text = runner.invoke(cli, ["train", "--help"]).output

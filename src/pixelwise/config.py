@@ -154,9 +154,10 @@ class ModelConfig:
                 object.__setattr__(self, name, tuple(int(rate) for rate in value))
         if not 0.0 <= self.bn_momentum < 1.0:
             raise ValueError(f"model.bn_momentum must be in [0, 1), got {self.bn_momentum}")
-        if self.name == "unet" and (self.aspp_filters is not None or self.aspp_rates is not None):
+        aspp_set = self.aspp_filters is not None or self.aspp_rates is not None
+        if aspp_set and self.name not in ("deeplabv3", "deeplabv3plus"):
             raise ValueError("model.aspp_filters and model.aspp_rates apply to the DeepLab "
-                             "models only; leave them unset for unet")
+                             f"models only; leave them unset for {self.name}")
         decoder_set = self.low_level_filters is not None or self.decoder_filters is not None
         if decoder_set and self.name != "deeplabv3plus":
             raise ValueError("model.low_level_filters and model.decoder_filters apply to "
