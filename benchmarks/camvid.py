@@ -24,6 +24,8 @@ Steps, each resumable (a rerun picks up where a killed one stopped):
 Prints per-class IoU, mean IoU (Keras float and int8), ms per frame, the model's size and the
 training wall time (both stages), and writes them as a section of ``--results``
 (benchmarks/RESULTS.md).
+``--hold-out-sequence 0006R0`` trains without that recording's train frames and scores on
+them: how a recipe is chosen (val.txt shares its recording with train, test does not).
 ``--copy-model`` puts the int8 model in benchmarks/camvid/toy_int8.tflite, and the pictures
 of the scored split (frames | ground truth | prediction, and the hardest frames) beside it
 as JPEGs for README.
@@ -93,6 +95,8 @@ def command_line(arguments: argparse.Namespace) -> str:
         parts.append("--skip-training")
     if arguments.ship:
         parts.append("--ship")
+    if arguments.hold_out_sequence:
+        parts += ["--hold-out-sequence", arguments.hold_out_sequence]
     if arguments.from_path:
         parts += ["--from", str(arguments.from_path)]
     if arguments.stages != 2:
@@ -110,6 +114,36 @@ def run(command: list[str]) -> None:
     exit_code = subprocess.call([sys.executable, "-m", "pixelwise", *command])
     if exit_code != 0:
         raise SystemExit(f"pixelwise {command[0]} failed (exit {exit_code})")
+
+
+def hold_out_sequence(camvid: Path, sequence: str) -> tuple[str, str]:
+    """Split CamVid's train list by recording: ``train-without-SEQ.txt`` (every other train
+    frame) and ``sequence-SEQ.txt`` (the train frames whose names start with ``sequence``,
+    e.g. 0006R0), written beside train.txt; returns the two split names.
+
+    A recipe is chosen on a sequence it did not train on because val.txt is no such thing:
+    its 101 frames all come from 0016E5, the sequence of 204 of the 367 train frames, while
+    test is Seq05VD and 0001TP (recipe 5 of RESULTS.md: val as recipe 4, test 5 points lower).
+    """
+    from pixelwise.data.lists import list_name
+
+    train_list = camvid / "train.txt"
+    lines = [line for line in train_list.read_text().splitlines() if line.strip()]
+    held_out = [line for line in lines if list_name(line).startswith(sequence)]
+    if not held_out or len(held_out) == len(lines):
+        sequences = sorted({list_name(line).split("_")[0] for line in lines})
+        raise SystemExit(f"{train_list}: no train frames of sequence {sequence!r} to hold out"
+                         f" apart from the others; its sequences: {', '.join(sequences)}")
+    splits = {f"train-without-{sequence}": [line for line in lines if line not in held_out],
+              f"sequence-{sequence}": held_out}
+    for name, kept in splits.items():
+        path = camvid / f"{name}.txt"
+        partial = path.with_suffix(".txt.partial")
+        partial.write_text("".join(line + "\n" for line in kept))
+        partial.replace(path)
+        print(f"{path}: {len(kept)} of the {len(lines)} frames of {train_list.name}")
+    train_split, val_split = splits
+    return train_split, val_split
 
 
 def train_flag(text: str) -> tuple[str, str]:
@@ -189,9 +223,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50,
                         help="Timed frames per thread count (0: no timing, e.g. while "
                              "something else runs).")
-    parser.add_argument("--score-split", default="test",
-                        help="Where the scores come from: test for the final model only; val "
-                             "while choosing a recipe.")
+    parser.add_argument("--score-split", default=None,
+                        help="Where the scores come from: test (the default) for the final "
+                             "model only; val while choosing a recipe.")
+    parser.add_argument("--hold-out-sequence", metavar="SEQUENCE", default=None,
+                        help="Choose a recipe on streets not trained on: train without the "
+                             "train frames of SEQUENCE (e.g. 0006R0), validate and score on "
+                             "them.")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--run-size", default=RUN_SIZE,
                         help="HxW the int8 model runs its network at ('none': 360x480)")
@@ -220,8 +258,16 @@ def main() -> None:
 
     from pixelwise.data.camvid_download import download_camvid
 
+    if arguments.hold_out_sequence and (arguments.ship or arguments.copy_model):
+        parser.error("--hold-out-sequence trains on part of train: such a model is for "
+                     "choosing a recipe, not for --ship or --copy-model")
     camvid = download_camvid(arguments.data, from_path=arguments.from_path)
     recipe = dict(TOY_RECIPE)
+    if arguments.hold_out_sequence:
+        train_split, held_out_split = hold_out_sequence(camvid, arguments.hold_out_sequence)
+        recipe.update({"--train-split": train_split, "--val-split": held_out_split})
+        arguments.score_split = arguments.score_split or held_out_split
+    arguments.score_split = arguments.score_split or "test"
     recipe.update(dict(arguments.recipe_overrides))
     frames_recipe = {**recipe, **FRAMES_STAGE, **dict(arguments.frames_overrides)}
     if not arguments.skip_training:

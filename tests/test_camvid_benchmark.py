@@ -1,0 +1,66 @@
+"""benchmarks/camvid.py's held-out sequence: recipes are chosen on streets the model did not
+train on (CamVid's val.txt shares its sequence with train)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from pixelwise.data.camvid import CamVidLayout
+from test_camvid import make_camvid
+
+
+def load_camvid_benchmark():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "camvid.py"
+    spec = importlib.util.spec_from_file_location("camvid_benchmark", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def two_sequences(tmp_path) -> Path:
+    """A CamVid folder whose 5 train frames come from two recordings: 0001TP (3), 0006R0 (2)."""
+    root = tmp_path / "CamVid"
+    make_camvid(root, sizes={"train": 5, "val": 1, "test": 1})
+    lines = []
+    for index, line in enumerate((root / "train.txt").read_text().splitlines()):
+        if index in (1, 3):
+            old = Path(line.split()[0]).stem
+            new = old.replace("0001TP", "0006R0")
+            for folder in ("train", "trainannot"):
+                (root / folder / f"{old}.png").rename(root / folder / f"{new}.png")
+            line = line.replace(old, new)
+        lines.append(line)
+    (root / "train.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_a_held_out_sequence_leaves_train_and_is_read_as_a_split_of_its_own(two_sequences):
+    camvid_benchmark = load_camvid_benchmark()
+
+    train_split, held_out_split = camvid_benchmark.hold_out_sequence(two_sequences, "0006R0")
+
+    assert (train_split, held_out_split) == ("train-without-0006R0", "sequence-0006R0")
+    layout = CamVidLayout(two_sequences)
+    held_out = layout.examples(held_out_split)
+    kept = layout.examples(train_split)
+    assert [example.name for example in held_out] == ["0006R0_train001", "0006R0_train003"]
+    assert [example.name for example in kept] == [
+        "0001TP_train000", "0001TP_train002", "0001TP_train004"]
+    for example in held_out + kept:  # the release's own paths, still pointing into train/
+        assert example.image_path.parent.name == "train"
+        assert example.label_path.parent.name == "trainannot"
+    assert "2 images" in layout.describe_split(held_out_split)
+
+
+def test_a_sequence_train_does_not_hold_is_refused_by_name(two_sequences):
+    camvid_benchmark = load_camvid_benchmark()
+
+    with pytest.raises(SystemExit, match=r"train.txt: no train frames of sequence '0016E5'.*"
+                                         r"0001TP, 0006R0"):
+        camvid_benchmark.hold_out_sequence(two_sequences, "0016E5")
+    with pytest.raises(SystemExit, match="apart from the others"):  # all of train
+        camvid_benchmark.hold_out_sequence(two_sequences, "00")
+    assert sorted(path.name for path in two_sequences.glob("*.txt")) == [
+        "test.txt", "train.txt", "val.txt"]
