@@ -23,12 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from atrous import interleaved_seconds  # benchmarks/: the script's folder
-from pixelwise.losses import (
-    CrossEntropyDice,
-    mean_over_labelled,
-    pixel_cross_entropy,
-    soft_dice_loss,
-)
+from pixelwise.loss_terms import mean_over_labelled, pixel_cross_entropy, soft_dice_loss
+from pixelwise.losses import CrossEntropyDice
 
 DEVICE = "CPU:0"
 

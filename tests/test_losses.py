@@ -37,6 +37,12 @@ HAND_WEIGHTED_CE = (CE_A / 3 + 2 * CE_B / 3 + CE_C / 3) / 3
 HAND_DICE = 9 / 22
 # Focal, gamma 2: -(1 - p)^2 ln p per pixel, mean over the 3 labelled pixels.
 HAND_FOCAL = ((1 / 4) ** 2 * CE_A + (3 / 4) ** 2 * CE_B + (1 / 2) ** 2 * CE_C) / 3
+# Lovasz-softmax: per class c, the errors |t - p_c| sorted largest first, each times the
+# rise of the Jaccard loss |S| / |F u S| as the set S of pixels taken so far grows.
+#   class 0, F = {a, c}: errors a 1/4, b 3/4, c 1/2 -> b, c, a: J = 1/3, 2/3, 1
+#     3/4 * 1/3 + 1/2 * 1/3 + 1/4 * 1/3 = 1/2
+#   class 1, F = {b}: errors a 1/4, b 3/4, c 1/2 -> b, c, a: J = 1, 1, 1 -> 3/4 * 1 = 3/4
+HAND_LOVASZ = (1 / 2 + 3 / 4) / 2
 
 
 def loss_value(loss, labels, logits) -> float:
@@ -60,6 +66,8 @@ def make_loss(variant: str, **options):
     ("dice", HAND_DICE),
     ("ce_dice", HAND_WEIGHTED_CE + HAND_DICE),
     ("focal", HAND_FOCAL),
+    ("lovasz", HAND_LOVASZ),
+    ("ce_lovasz", HAND_WEIGHTED_CE + HAND_LOVASZ),
     ("ce/written", HAND_CE),
     ("weighted_ce/written", HAND_WEIGHTED_CE),
     ("ce_dice/written", HAND_WEIGHTED_CE + HAND_DICE),
@@ -102,6 +110,24 @@ def test_batch_loss_is_mean_of_image_losses_and_empty_image_counts_zero():
     assert loss_value(loss, labels, logits) == pytest.approx(HAND_CE / 2, rel=1e-6)
 
 
+def reference_lovasz(classes, probabilities) -> float:
+    """Lovasz-softmax from its definition: for each present class, the sum over the pixels
+    in order of falling error of error * (Jaccard loss of the pixels so far - before)."""
+    values = []
+    for present in np.unique(classes):
+        foreground = classes == present
+        errors = np.abs(foreground - probabilities[:, present])
+        chosen = np.zeros_like(foreground)
+        value = previous = 0.0
+        for pixel in np.argsort(-errors, kind="stable"):
+            chosen[pixel] = True
+            jaccard = chosen.sum() / (foreground | chosen).sum()
+            value += errors[pixel] * (jaccard - previous)
+            previous = jaccard
+        values.append(value)
+    return float(np.mean(values))
+
+
 def reference_image_losses(labels, logits, num_classes, class_weights=None, smooth=1.0,
                            gamma=2.0, alpha=None):
     """Plain NumPy, one image at a time, keeping only the labelled pixels."""
@@ -136,6 +162,9 @@ def reference_image_losses(labels, logits, num_classes, class_weights=None, smoo
         results["dice"].append(dice)
         results["ce_dice"].append(weighted_ce + dice)
         results["focal"].append(focal)
+        lovasz = reference_lovasz(classes, probabilities)
+        results["lovasz"].append(lovasz)
+        results["ce_lovasz"].append(weighted_ce + lovasz)
     return {name: np.array(values) for name, values in results.items()}
 
 
@@ -160,7 +189,8 @@ def test_losses_match_numpy_reference(batch, height, width, num_classes, ignored
     for variant in VARIANTS:
         name = variant.partition("/")[0]
         options = {"alpha": alpha} if name == "focal" else {}
-        weights = class_weights if name in ("weighted_ce", "dice", "ce_dice") else None
+        weights = (class_weights if name in ("weighted_ce", "dice", "ce_dice", "ce_lovasz")
+                   else None)
         loss = make_loss(variant, num_classes=num_classes, class_weights=weights, **options)
         per_image = keras.ops.convert_to_numpy(per_image_loss(loss, labels, logits))
         np.testing.assert_allclose(per_image, expected[name], rtol=2e-5, atol=1e-6,

@@ -42,6 +42,9 @@ CONFIG_VERSION = 1
 RECIPES = ("textbook", "paper", "adamw_cosine")
 MIXED_PRECISION_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 CLASS_WEIGHTINGS = ("per_image", "median_frequency", "sqrt_median_frequency", "none")
+# The losses that take class weights (pixelwise.losses.WeightedLoss); the others are refused
+# a class_weighting other than per_image when the configuration is made, not after.
+LOSSES_WITH_CLASS_WEIGHTS = ("weighted_ce", "dice", "ce_dice", "ce_lovasz")
 # How the learning rate follows the global batch (see pixelwise.distribute).
 LR_SCALINGS = ("linear", "sqrt", "none")
 # The recipes' defaults where a field is left None.
@@ -286,6 +289,10 @@ class TrainConfig:
         if self.class_weighting not in CLASS_WEIGHTINGS:
             raise ValueError(f"train.class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}, "
                              f"got {self.class_weighting!r}")
+        if self.class_weighting != "per_image" and self.loss not in LOSSES_WITH_CLASS_WEIGHTS:
+            raise ValueError(f"train.class_weighting {self.class_weighting} needs a loss that "
+                             f"takes class weights ({', '.join(LOSSES_WITH_CLASS_WEIGHTS)}); "
+                             f"loss {self.loss} does not")
         if not 0.0 < self.reduce_lr_factor < 1.0:
             raise ValueError(f"train.reduce_lr_factor must be in (0, 1), got {self.reduce_lr_factor}")
         if self.early_stopping_patience < 0 or self.reduce_lr_patience < 0:

@@ -25,6 +25,9 @@ Names for :func:`build_loss` (``LOSS_NAMES``):
 - ``"ce_dice"`` (the default): ``weighted_ce + dice_weight * dice``, sharing weights.
 - ``"focal"``: focal loss (Lin et al. 2017), ``-alpha_t (1 - p_t)^gamma log p_t``
   averaged over the labelled pixels; ``alpha`` is None, one float, or one per class.
+- ``"lovasz"``: Lovasz-softmax (Berman et al. 2018), a surrogate of ``1 - IoU`` per class
+  present in the image, averaged over those classes (``loss_terms.lovasz_softmax``).
+- ``"ce_lovasz"``: ``weighted_ce + lovasz_weight * lovasz`` (the weights on the first term).
 
 Plain (unweighted) Dice or Dice + CE: pass ``class_weights=[1.0] * num_classes``.
 
@@ -35,15 +38,26 @@ precision are cast first). Written with ``keras.ops`` only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import keras
 import numpy as np
 from keras import ops
 
 from pixelwise.data.spec import IGNORE_LABEL
+from pixelwise.loss_terms import (
+    LabelledPixels,
+    autodiff_cross_entropy_dice,
+    cross_entropy_dice,
+    image_class_weights,
+    lovasz_softmax,
+    mean_over_labelled,
+    pixel_cross_entropy,
+    pixel_weights,
+    prepare_pixels,
+    soft_dice_loss,
+)
 
-LOSS_NAMES = ("ce", "weighted_ce", "dice", "ce_dice", "focal")
+LOSS_NAMES = ("ce", "weighted_ce", "dice", "ce_dice", "focal", "lovasz", "ce_lovasz")
 DEFAULT_LOSS = "ce_dice"
 # How "ce", "weighted_ce" and "ce_dice" get their gradient: autodiff (default; the bfloat16
 # demo's scores, benchmarks/RESULTS.md) or written out (equal, lighter: cross_entropy_dice).
@@ -52,160 +66,6 @@ LOSS_GRADIENTS = ("autodiff", "written")
 # (1 - p_t) is floored here in the focal loss so that its power stays differentiable
 # at p_t == 1 for any gamma >= 0; the effect on the value is below float32 resolution.
 _FOCAL_FLOOR = 1e-7
-
-
-class LabelledPixels(NamedTuple):
-    """One batch made ready for a loss: ignored pixels are zero in every field."""
-
-    one_hot: object  # float32 [B, H, W, C]: the label's class, all zeros where ignored
-    valid: object  # float32 [B, H, W]: 1 where the label is a class, else 0
-    logits: object  # float32 [B, H, W, C]: the logits, zeros where ignored
-    classes: object  # int32 [B, H, W]: the label's class, -1 where ignored
-
-
-def prepare_pixels(labels, logits, num_classes: int) -> LabelledPixels:
-    """Cast, check shapes and mask out every pixel whose label is not a class.
-
-    ``labels``: integer (or integral float) ``[B, H, W]`` or ``[B, H, W, 1]``;
-    ``logits``: ``[B, H, W, num_classes]`` of any float dtype.
-    """
-    logits = ops.cast(ops.convert_to_tensor(logits), "float32")
-    labels = ops.convert_to_tensor(labels)
-    if len(labels.shape) == 4 and labels.shape[-1] == 1:
-        labels = ops.squeeze(labels, axis=-1)
-    if len(logits.shape) != 4:
-        raise ValueError(f"logits must be [batch, height, width, classes], "
-                         f"got shape {logits.shape}")
-    if logits.shape[-1] is not None and logits.shape[-1] != num_classes:
-        raise ValueError(f"logits have {logits.shape[-1]} channels but the loss was built for "
-                         f"num_classes={num_classes}; build it with the model's class count")
-    if len(labels.shape) != 3:
-        raise ValueError(f"labels must be [batch, height, width] (or with a trailing 1), "
-                         f"got shape {labels.shape} for logits of shape {logits.shape}")
-    labels = ops.cast(labels, "int32")
-    is_class = ops.logical_and(ops.greater_equal(labels, 0), ops.less(labels, num_classes))
-    valid = ops.cast(is_class, "float32")
-    classes = ops.where(is_class, labels, -1)
-    # -1 has no class: its one-hot row is all zeros.
-    one_hot = ops.one_hot(classes, num_classes, dtype="float32")
-    logits = ops.where(is_class[..., None], logits, 0.0)
-    return LabelledPixels(one_hot=one_hot, valid=valid, logits=logits, classes=classes)
-
-
-def image_class_weights(one_hot) -> object:
-    """The textbook's per-image class weights ``w_c = (n - n_c) / n``: float32 ``[B, C]``.
-
-    ``n`` counts the labelled pixels of each image, ``n_c`` those of class ``c``; an image
-    with no labelled pixel gets all-zero weights.
-    """
-    class_counts = ops.sum(one_hot, axis=(1, 2))
-    labelled_counts = ops.sum(class_counts, axis=-1, keepdims=True)
-    return ops.divide_no_nan(labelled_counts - class_counts, labelled_counts)
-
-
-def pixel_weights(one_hot, class_weights) -> object:
-    """Each pixel's weight, its label's class weight: ``[B, H, W]``, 0 where ignored.
-
-    ``class_weights`` is ``[C]`` (dataset-level) or ``[B, C]`` (per image).
-    """
-    if len(class_weights.shape) == 2:
-        class_weights = class_weights[:, None, None, :]
-    return ops.sum(one_hot * class_weights, axis=-1)
-
-
-def pixel_cross_entropy(pixels: LabelledPixels, log_probabilities=None) -> object:
-    """``-log softmax(logits)[label]`` per pixel: ``[B, H, W]``, 0 where ignored.
-    ``log_probabilities``: the log-softmax of ``pixels.logits`` if already computed."""
-    if log_probabilities is None:
-        log_probabilities = ops.log_softmax(pixels.logits, axis=-1)
-    return -ops.sum(pixels.one_hot * log_probabilities, axis=-1)
-
-
-def mean_over_labelled(pixel_values, valid) -> object:
-    """Per image, the sum of ``pixel_values`` divided by its labelled-pixel count: ``[B]``."""
-    return ops.divide_no_nan(ops.sum(pixel_values, axis=(1, 2)), ops.sum(valid, axis=(1, 2)))
-
-
-def soft_dice_loss(pixels: LabelledPixels, weights, smooth: float,
-                   probabilities=None) -> object:
-    """Weighted soft Dice loss per image, ``[B]``; 0 for an image with nothing labelled.
-    ``probabilities``: the softmax of ``pixels.logits`` if already computed."""
-    if probabilities is None:
-        probabilities = ops.softmax(pixels.logits, axis=-1)
-    probabilities = probabilities * pixels.valid[..., None]
-    weights = weights[..., None]
-    intersection = ops.sum(weights * probabilities * pixels.one_hot, axis=(1, 2, 3))
-    total = ops.sum(weights * (probabilities + pixels.one_hot), axis=(1, 2, 3))
-    denominator = total + smooth
-    ratio = ops.divide_no_nan(2.0 * intersection + smooth, denominator)
-    return ops.where(ops.greater(denominator, 0.0), 1.0 - ratio, ops.zeros_like(ratio))
-
-
-def cross_entropy_dice(pixels: LabelledPixels, weights, smooth: float,
-                       dice_weight: float) -> object:
-    """``mean_over_labelled(w * CE) + dice_weight * soft Dice`` per image, ``[B]``, with
-    the gradient written out instead of left to autodiff (``dice_weight`` 0: the weighted
-    cross-entropy alone; weights ``pixels.valid``: the plain one).
-
-    Both terms depend on the logits only through ``p_y``, each pixel's softmax
-    probability of its label: ``CE_i = -log p_y``, and Dice's denominator is
-    ``sum_i w_i sum_c (p_ic + t_ic) = 2 sum_i w_i`` because a pixel's probabilities sum
-    to 1. So per image, with ``n`` labelled pixels and ``d = 2 sum_i w_i + smooth``,
-
-        loss = sum_i w_i (-log p_y) / n + dice_weight * (1 - (2 sum_i w_i p_y + smooth) / d)
-        d loss / d z_ic = (p_ic - t_ic) * w_i * (1 / n + 2 dice_weight p_y / d)
-
-    Autodiff keeps ~7 logits-sized tensors to the backward pass, at a step's memory peak;
-    this keeps the logits and recomputes the softmax. At 384 x 384, batch 8: the loss 1.76x
-    faster, a DeepLab v3 ResNet-50 step ~0.5 GB lighter (benchmarks/loss_fusion.py, memory.py).
-    """
-    valid, logits, classes = pixels.valid, pixels.logits, pixels.classes
-    labelled_counts = ops.sum(valid, axis=(1, 2))
-    denominator = 2.0 * ops.sum(weights, axis=(1, 2)) + smooth
-    has_denominator = ops.greater(denominator, 0.0)
-    # Where an image has nothing to score, d is 0 (smooth 0) and so is every weight.
-    safe_denominator = ops.where(has_denominator, denominator, ops.ones_like(denominator))
-    # The label's logit by index: no logits-sized one-hot product in the forward pass.
-    label_index = ops.maximum(classes, 0)[..., None]  # 0 where ignored; w_i is 0 there
-
-    @ops.custom_gradient
-    def per_image(logits):
-        log_normalizer = ops.logsumexp(logits, axis=-1)
-        label_logit = ops.take_along_axis(logits, label_index, axis=-1)[..., 0]
-        log_p_label = (label_logit - log_normalizer) * valid
-        p_label = ops.exp(log_p_label) * valid
-        cross_entropy = ops.divide_no_nan(ops.sum(-weights * log_p_label, axis=(1, 2)),
-                                          labelled_counts)
-        ratio = (2.0 * ops.sum(weights * p_label, axis=(1, 2)) + smooth) / safe_denominator
-        dice = ops.where(has_denominator, 1.0 - ratio, ops.zeros_like(ratio))
-
-        def gradient(*arguments, upstream=None):
-            if upstream is None:
-                (upstream,) = arguments
-            cross_entropy_scale = ops.divide_no_nan(upstream, labelled_counts)
-            dice_scale = 2.0 * dice_weight * upstream / safe_denominator
-            scale = weights * (cross_entropy_scale[:, None, None]
-                               + dice_scale[:, None, None] * p_label)
-            probabilities = ops.exp(logits - log_normalizer[..., None])
-            labels = ops.one_hot(classes, ops.shape(logits)[-1], dtype=logits.dtype)
-            return (probabilities - labels) * scale[..., None]
-
-        return cross_entropy + dice_weight * dice, gradient
-
-    return per_image(logits)
-
-
-def autodiff_cross_entropy_dice(pixels: LabelledPixels, weights, smooth: float,
-                                dice_weight: float) -> object:
-    """The value of :func:`cross_entropy_dice`, its gradient left to autodiff: one
-    log-softmax serves both terms, its exp the softmax (Dice skipped at ``dice_weight`` 0)."""
-    log_probabilities = ops.log_softmax(pixels.logits, axis=-1)
-    cross_entropy = mean_over_labelled(
-        weights * pixel_cross_entropy(pixels, log_probabilities), pixels.valid)
-    if dice_weight == 0.0:
-        return cross_entropy
-    dice = soft_dice_loss(pixels, weights, smooth, ops.exp(log_probabilities))
-    return cross_entropy + dice_weight * dice
 
 
 def _cross_entropy_dice_by(gradient: str):
@@ -396,12 +256,53 @@ class FocalLoss(SegmentationLoss):
         return {**super().get_config(), "gamma": self.gamma, "alpha": self.alpha}
 
 
+@keras.saving.register_keras_serializable(package="pixelwise")
+class LovaszSoftmax(SegmentationLoss):
+    """Lovasz-softmax: per image, the mean over its present classes of the Lovasz
+    extension of ``1 - IoU`` (``loss_terms.lovasz_softmax``)."""
+
+    def __init__(self, num_classes: int, ignore_label: int = IGNORE_LABEL,
+                 name: str = "lovasz_softmax", **kwargs) -> None:
+        super().__init__(num_classes, ignore_label, name=name, **kwargs)
+
+    def losses_from_pixels(self, pixels: LabelledPixels) -> object:
+        return lovasz_softmax(pixels)
+
+
+@keras.saving.register_keras_serializable(package="pixelwise")
+class CrossEntropyLovasz(WeightedLoss):
+    """Weighted cross-entropy plus ``lovasz_weight`` times Lovasz-softmax: every pixel's
+    gradient from the first, each class's IoU (thin ones as much as the road) from the
+    second."""
+
+    def __init__(self, num_classes: int, ignore_label: int = IGNORE_LABEL,
+                 class_weights: Sequence[float] | None = None, lovasz_weight: float = 1.0,
+                 name: str = "cross_entropy_lovasz", **kwargs) -> None:
+        super().__init__(num_classes, ignore_label, class_weights, name=name, **kwargs)
+        if not float(lovasz_weight) >= 0.0:
+            raise ValueError(f"lovasz_weight must be >= 0, got {lovasz_weight}")
+        self.lovasz_weight = float(lovasz_weight)
+
+    def losses_from_pixels(self, pixels: LabelledPixels) -> object:
+        log_probabilities = ops.log_softmax(pixels.logits, axis=-1)
+        cross_entropy = mean_over_labelled(
+            self.weights_of(pixels) * pixel_cross_entropy(pixels, log_probabilities),
+            pixels.valid)
+        return cross_entropy + self.lovasz_weight * lovasz_softmax(
+            pixels, ops.exp(log_probabilities))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "lovasz_weight": self.lovasz_weight}
+
+
 _LOSS_CLASSES = {
     "ce": CrossEntropy,
     "weighted_ce": WeightedCrossEntropy,
     "dice": DiceLoss,
     "ce_dice": CrossEntropyDice,
     "focal": FocalLoss,
+    "lovasz": LovaszSoftmax,
+    "ce_lovasz": CrossEntropyLovasz,
 }
 _LOSS_OPTIONS = {
     "ce": ("gradient",),
@@ -409,6 +310,8 @@ _LOSS_OPTIONS = {
     "dice": ("smooth",),
     "ce_dice": ("smooth", "dice_weight", "gradient"),
     "focal": ("gamma", "alpha"),
+    "lovasz": (),
+    "ce_lovasz": ("lovasz_weight",),
 }
 LOSSES_WITH_GRADIENT = tuple(name for name in _LOSS_OPTIONS if "gradient" in _LOSS_OPTIONS[name])
 
@@ -418,9 +321,10 @@ def build_loss(name: str = DEFAULT_LOSS, *, num_classes: int, ignore_label: int 
     """The loss called ``name`` (one of ``LOSS_NAMES``), ready for ``model.compile``.
 
     ``class_weights``: dataset-level weights (one per class) used instead of the per-image
-    weights by "weighted_ce", "dice" and "ce_dice". ``options``: "dice" takes ``smooth``;
-    "ce_dice" ``smooth`` and ``dice_weight``; "focal" ``gamma`` and ``alpha``; "ce",
-    "weighted_ce" and "ce_dice" ``gradient`` ("autodiff" or "written", ``LOSS_GRADIENTS``).
+    weights by "weighted_ce", "dice", "ce_dice" and "ce_lovasz". ``options``: "dice" takes
+    ``smooth``; "ce_dice" ``smooth`` and ``dice_weight``; "focal" ``gamma`` and ``alpha``;
+    "ce_lovasz" ``lovasz_weight``; "ce", "weighted_ce" and "ce_dice" ``gradient``
+    ("autodiff" or "written", ``LOSS_GRADIENTS``).
 
     >>> loss = build_loss("ce_dice", num_classes=21)
     >>> model.compile(optimizer="adam", loss=loss)  # doctest: +SKIP
@@ -434,8 +338,9 @@ def build_loss(name: str = DEFAULT_LOSS, *, num_classes: int, ignore_label: int 
                          f"(its options: {allowed})")
     if class_weights is not None:
         if not issubclass(_LOSS_CLASSES[name], WeightedLoss):
-            hint = ("use 'weighted_ce' for class-weighted cross-entropy" if name == "ce"
-                    else "give per-class weights to focal as alpha=[...]")
+            hint = {"ce": "use 'weighted_ce' for class-weighted cross-entropy",
+                    "focal": "give per-class weights to focal as alpha=[...]"}.get(
+                name, "use 'ce_lovasz' to weigh its cross-entropy by class")
             raise ValueError(f"loss {name!r} does not take class_weights; {hint}")
         options["class_weights"] = class_weights
     return _LOSS_CLASSES[name](num_classes=num_classes, ignore_label=ignore_label, **options)
