@@ -154,6 +154,24 @@ def test_batch_and_stream_give_what_single_images_give(forms, blob_model):
                                   np.stack([tflite.predict(image) for image in images[:2]]))
 
 
+def test_the_keras_model_runs_as_one_graph_that_every_image_size_shares(blob_model):
+    segmenter = KerasSegmenter(blob_model, BLOB_SPEC, input_multiple=4)
+    folded, traces = segmenter._inference_model, []
+
+    def traced_model(images, training=False):  # runs only while a graph is traced
+        traces.append(tuple(images.shape))
+        return folded(images, training=training)
+
+    segmenter._inference_model = traced_model
+    for height, width in [(40, 48), (64, 64), (52, 72), (40, 48), (96, 60)]:
+        (image, _), = blob_examples(1, seed=height + width, height=height, width=width)
+        canvas = image[None].astype(np.float32)  # multiples of 4: the canvas is the image
+        logits = segmenter._forward(canvas)
+        np.testing.assert_allclose(logits, keras_logits(blob_model, canvas), atol=1e-4)
+    # The first size, then one graph of unknown height and width for all the others.
+    assert len(traces) == 2 and traces[1][1:3] == (None, None), traces
+
+
 def test_drivable_probability_is_the_sum_of_the_chosen_classes(forms, odd_image):
     image, _ = odd_image
     for name in ("run", "saved_model"):

@@ -106,13 +106,15 @@ class KerasSegmenter(Segmenter):
         self._logits = self._make_forward(jit_compile)
 
     def _make_forward(self, jit_compile: bool):
-        if not jit_compile:
-            return lambda images, training=False: self._inference_model(images, training=False)
-        import tensorflow as tf  # XLA is TensorFlow's
+        """The model as one TensorFlow graph instead of layer by layer in eager mode, whose
+        per-op Python cost is most of a small model's time on one frame. Without XLA, a
+        second image size retraces once with height and width unknown, a graph that then
+        serves every size; XLA compiles one program per size."""
+        import tensorflow as tf
 
-        compiled = tf.function(lambda images: self._inference_model(images, training=False),
-                               jit_compile=True)
-        return lambda images, training=False: compiled(images)
+        forward = tf.function(lambda images: self._inference_model(images, training=False),
+                              jit_compile=jit_compile, reduce_retracing=not jit_compile)
+        return lambda images, training=False: forward(images)
 
     @property
     def averaging(self) -> bool:
