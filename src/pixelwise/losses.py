@@ -89,6 +89,12 @@ def _checked_class_weights(class_weights: Sequence[float] | None, num_classes: i
     return [float(value) for value in values]
 
 
+def _non_negative(name: str, value: float) -> float:
+    if not float(value) >= 0.0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return float(value)
+
+
 class SegmentationLoss(keras.losses.Loss):
     """Base of the losses here: ``call`` returns the per-image values ``[B]``.
 
@@ -183,9 +189,7 @@ class DiceLoss(WeightedLoss):
                  class_weights: Sequence[float] | None = None, smooth: float = 1.0,
                  name: str = "dice", **kwargs) -> None:
         super().__init__(num_classes, ignore_label, class_weights, name=name, **kwargs)
-        if not float(smooth) >= 0.0:
-            raise ValueError(f"smooth must be >= 0, got {smooth}")
-        self.smooth = float(smooth)
+        self.smooth = _non_negative("smooth", smooth)
 
     def losses_from_pixels(self, pixels: LabelledPixels) -> object:
         return soft_dice_loss(pixels, self.weights_of(pixels), self.smooth)
@@ -203,12 +207,8 @@ class CrossEntropyDice(WeightedLoss):
                  dice_weight: float = 1.0, gradient: str = "autodiff",
                  name: str = "cross_entropy_dice", **kwargs) -> None:
         super().__init__(num_classes, ignore_label, class_weights, name=name, **kwargs)
-        if not float(smooth) >= 0.0:
-            raise ValueError(f"smooth must be >= 0, got {smooth}")
-        if not float(dice_weight) >= 0.0:
-            raise ValueError(f"dice_weight must be >= 0, got {dice_weight}")
-        self.smooth = float(smooth)
-        self.dice_weight = float(dice_weight)
+        self.smooth = _non_negative("smooth", smooth)
+        self.dice_weight = _non_negative("dice_weight", dice_weight)
         self.gradient, self._loss = gradient, _cross_entropy_dice_by(gradient)
 
     def losses_from_pixels(self, pixels: LabelledPixels) -> object:
@@ -231,9 +231,7 @@ class FocalLoss(SegmentationLoss):
                  alpha: float | Sequence[float] | None = None, name: str = "focal",
                  **kwargs) -> None:
         super().__init__(num_classes, ignore_label, name=name, **kwargs)
-        if not float(gamma) >= 0.0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}")
-        self.gamma = float(gamma)
+        self.gamma = _non_negative("gamma", gamma)
         if alpha is None or np.ndim(alpha) == 0:
             if alpha is not None and not (np.isfinite(alpha) and alpha >= 0):
                 raise ValueError(f"alpha must be finite and non-negative, got {alpha}")
@@ -279,9 +277,7 @@ class CrossEntropyLovasz(WeightedLoss):
                  class_weights: Sequence[float] | None = None, lovasz_weight: float = 1.0,
                  name: str = "cross_entropy_lovasz", **kwargs) -> None:
         super().__init__(num_classes, ignore_label, class_weights, name=name, **kwargs)
-        if not float(lovasz_weight) >= 0.0:
-            raise ValueError(f"lovasz_weight must be >= 0, got {lovasz_weight}")
-        self.lovasz_weight = float(lovasz_weight)
+        self.lovasz_weight = _non_negative("lovasz_weight", lovasz_weight)
 
     def losses_from_pixels(self, pixels: LabelledPixels) -> object:
         log_probabilities = ops.log_softmax(pixels.logits, axis=-1)
