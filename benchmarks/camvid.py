@@ -130,18 +130,18 @@ def hold_out_sequence(camvid: Path, sequence: str) -> tuple[str, str]:
     train_list = camvid / "train.txt"
     lines = [line for line in train_list.read_text().splitlines() if line.strip()]
     held_out = [line for line in lines if list_name(line).startswith(sequence)]
-    if not held_out or len(held_out) == len(lines):
+    kept = [line for line in lines if not list_name(line).startswith(sequence)]
+    if not held_out or not kept:
         sequences = sorted({list_name(line).split("_")[0] for line in lines})
         raise SystemExit(f"{train_list}: no train frames of sequence {sequence!r} to hold out"
                          f" apart from the others; its sequences: {', '.join(sequences)}")
-    splits = {f"train-without-{sequence}": [line for line in lines if line not in held_out],
-              f"sequence-{sequence}": held_out}
-    for name, kept in splits.items():
+    splits = {f"train-without-{sequence}": kept, f"sequence-{sequence}": held_out}
+    for name, split_lines in splits.items():
         path = camvid / f"{name}.txt"
         partial = path.with_suffix(".txt.partial")
-        partial.write_text("".join(line + "\n" for line in kept))
+        partial.write_text("".join(line + "\n" for line in split_lines))
         partial.replace(path)
-        print(f"{path}: {len(kept)} of the {len(lines)} frames of {train_list.name}")
+        print(f"{path}: {len(split_lines)} of the {len(lines)} frames of {train_list.name}")
     train_split, val_split = splits
     return train_split, val_split
 

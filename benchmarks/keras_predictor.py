@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,14 +21,9 @@ HERE = Path(__file__).resolve().parent
 
 def frame_ms(segmenter, frame: np.ndarray, repeats: int) -> float:
     """Median ms of ``segmenter.predict(frame)`` after two untimed calls."""
-    for _ in range(2):
-        segmenter.predict(frame)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        segmenter.predict(frame)
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
+    from pixelwise.benchmark import median_seconds
+
+    return 1000.0 * median_seconds(lambda: segmenter.predict(frame), repeats=repeats, warmup=2)
 
 
 def main() -> None:

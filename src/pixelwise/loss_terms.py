@@ -153,13 +153,19 @@ def cross_entropy_dice(pixels: LabelledPixels, weights, smooth: float,
     return per_image(logits)
 
 
+def weighted_cross_entropy(pixels: LabelledPixels, weights, log_probabilities) -> object:
+    """``sum_i w_i CE_i / n`` per image over its ``n`` labelled pixels, ``[B]``, from the
+    log-softmax of ``pixels.logits``."""
+    return mean_over_labelled(weights * pixel_cross_entropy(pixels, log_probabilities),
+                              pixels.valid)
+
+
 def autodiff_cross_entropy_dice(pixels: LabelledPixels, weights, smooth: float,
                                 dice_weight: float) -> object:
     """The value of :func:`cross_entropy_dice`, its gradient left to autodiff: one
     log-softmax serves both terms, its exp the softmax (Dice skipped at ``dice_weight`` 0)."""
     log_probabilities = ops.log_softmax(pixels.logits, axis=-1)
-    cross_entropy = mean_over_labelled(
-        weights * pixel_cross_entropy(pixels, log_probabilities), pixels.valid)
+    cross_entropy = weighted_cross_entropy(pixels, weights, log_probabilities)
     if dice_weight == 0.0:
         return cross_entropy
     dice = soft_dice_loss(pixels, weights, smooth, ops.exp(log_probabilities))

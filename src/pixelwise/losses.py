@@ -51,10 +51,10 @@ from pixelwise.loss_terms import (
     image_class_weights,
     lovasz_softmax,
     mean_over_labelled,
-    pixel_cross_entropy,
     pixel_weights,
     prepare_pixels,
     soft_dice_loss,
+    weighted_cross_entropy,
 )
 
 LOSS_NAMES = ("ce", "weighted_ce", "dice", "ce_dice", "focal", "lovasz", "ce_lovasz")
@@ -281,9 +281,8 @@ class CrossEntropyLovasz(WeightedLoss):
 
     def losses_from_pixels(self, pixels: LabelledPixels) -> object:
         log_probabilities = ops.log_softmax(pixels.logits, axis=-1)
-        cross_entropy = mean_over_labelled(
-            self.weights_of(pixels) * pixel_cross_entropy(pixels, log_probabilities),
-            pixels.valid)
+        cross_entropy = weighted_cross_entropy(pixels, self.weights_of(pixels),
+                                               log_probabilities)
         return cross_entropy + self.lovasz_weight * lovasz_softmax(
             pixels, ops.exp(log_probabilities))
 
