@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pixelwise.class_weights import median_frequency_weights
+from pixelwise.config import LOSSES_WITH_CLASS_WEIGHTS
 from pixelwise.losses import (
     LOSS_NAMES,
     CrossEntropyDice,
@@ -165,6 +166,8 @@ def reference_image_losses(labels, logits, num_classes, class_weights=None, smoo
         lovasz = reference_lovasz(classes, probabilities)
         results["lovasz"].append(lovasz)
         results["ce_lovasz"].append(weighted_ce + lovasz)
+        hardest_first = np.sort(weights * -log_p_true)[::-1]
+        results["ohem"].append(hardest_first[:int(np.ceil(0.25 * n))].mean())
     return {name: np.array(values) for name, values in results.items()}
 
 
@@ -189,8 +192,7 @@ def test_losses_match_numpy_reference(batch, height, width, num_classes, ignored
     for variant in VARIANTS:
         name = variant.partition("/")[0]
         options = {"alpha": alpha} if name == "focal" else {}
-        weights = (class_weights if name in ("weighted_ce", "dice", "ce_dice", "ce_lovasz")
-                   else None)
+        weights = (class_weights if name in LOSSES_WITH_CLASS_WEIGHTS else None)
         loss = make_loss(variant, num_classes=num_classes, class_weights=weights, **options)
         per_image = keras.ops.convert_to_numpy(per_image_loss(loss, labels, logits))
         np.testing.assert_allclose(per_image, expected[name], rtol=2e-5, atol=1e-6,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from pixelwise.losses import build_loss, per_image_loss
+from thin_lines import thin_class_iou, thin_line_data
 
 IGNORE = 255
 
@@ -56,23 +57,6 @@ def test_the_weight_of_the_lovasz_term_is_checked_and_kept():
         build_loss("ce_lovasz", num_classes=3, lovasz_weight=-1.0)
     with pytest.raises(ValueError, match="use 'ce_lovasz' to weigh its cross-entropy"):
         build_loss("lovasz", num_classes=3, class_weights=[1, 1, 1])
-
-
-def thin_line_data(rng, count):
-    """Random-noise images with a one-pixel-wide bright column (class 1) on class 0."""
-    images = rng.normal(0.0, 0.3, size=(count, 16, 16, 1)).astype(np.float32)
-    labels = np.zeros((count, 16, 16), np.uint8)
-    columns = rng.integers(2, 14, size=count)
-    for index, column in enumerate(columns):
-        images[index, :, column, 0] += 1.0
-        labels[index, :, column] = 1
-    return images, labels
-
-
-def thin_class_iou(model, images, labels) -> float:
-    predicted = np.argmax(model.predict(images, verbose=0), axis=-1)
-    return float(np.sum((predicted == 1) & (labels == 1))
-                 / np.sum((predicted == 1) | (labels == 1)))
 
 
 def test_training_on_lovasz_raises_a_thin_class_iou_on_unseen_images():

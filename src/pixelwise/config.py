@@ -44,7 +44,7 @@ MIXED_PRECISION_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloa
 CLASS_WEIGHTINGS = ("per_image", "median_frequency", "sqrt_median_frequency", "none")
 # The losses that take class weights (pixelwise.losses.WeightedLoss); the others are refused
 # a class_weighting other than per_image when the configuration is made, not after.
-LOSSES_WITH_CLASS_WEIGHTS = ("weighted_ce", "dice", "ce_dice", "ce_lovasz")
+LOSSES_WITH_CLASS_WEIGHTS = ("weighted_ce", "dice", "ce_dice", "ce_lovasz", "ohem")
 # How the learning rate follows the global batch (see pixelwise.distribute).
 LR_SCALINGS = ("linear", "sqrt", "none")
 # The recipes' defaults where a field is left None.

@@ -1,7 +1,8 @@
 """The per-pixel terms the losses of :mod:`pixelwise.losses` are made of, over logits
 ``[B, H, W, C]`` and a batch's labelled pixels (:func:`prepare_pixels`): cross-entropy, soft
-Dice (with its gradient written out, :func:`cross_entropy_dice`) and the Lovasz-softmax
-extension of the Jaccard loss. Each returns one value per image, ``[B]``. float32, written
+Dice (with its gradient written out, :func:`cross_entropy_dice`), the mean over each image's
+hardest pixels (online hard example mining) and the Lovasz-softmax extension of the Jaccard
+loss. Each returns one value per image, ``[B]``. float32, written
 with ``keras.ops`` only.
 """
 
@@ -170,6 +171,22 @@ def autodiff_cross_entropy_dice(pixels: LabelledPixels, weights, smooth: float,
         return cross_entropy
     dice = soft_dice_loss(pixels, weights, smooth, ops.exp(log_probabilities))
     return cross_entropy + dice_weight * dice
+
+
+def hardest_pixels_mean(pixel_values, valid, fraction: float) -> object:
+    """Per image, the mean of the largest ``ceil(fraction * n)`` of ``pixel_values``
+    (non-negative, ``[B, H, W]``) among its ``n`` labelled pixels, ``[B]``; 0 for an image
+    with nothing labelled. The pixels left out get no gradient: online hard example mining
+    (Shrivastava et al. 2016) as DeepLab's ``top_k_percent_pixels`` does it per image."""
+    batch = ops.shape(pixel_values)[0]
+    # Ignored pixels (key -1) rank after every labelled one, so never among the kept.
+    keys = ops.reshape(ops.where(valid > 0, pixel_values, -1.0), (batch, -1))
+    largest_first = ops.flip(ops.sort(keys, axis=-1), axis=-1)
+    kept = ops.ceil(fraction * ops.sum(ops.reshape(valid, (batch, -1)), axis=-1,
+                                       keepdims=True))  # [B, 1]
+    ranks = ops.cast(ops.arange(ops.shape(keys)[1]), "float32")[None, :]
+    in_kept = ops.cast(ops.less(ranks, kept), "float32")
+    return ops.divide_no_nan(ops.sum(largest_first * in_kept, axis=-1), kept[:, 0])
 
 
 def lovasz_softmax(pixels: LabelledPixels, probabilities=None) -> object:

@@ -28,6 +28,10 @@ Names for :func:`build_loss` (``LOSS_NAMES``):
 - ``"lovasz"``: Lovasz-softmax (Berman et al. 2018), a surrogate of ``1 - IoU`` per class
   present in the image, averaged over those classes (``loss_terms.lovasz_softmax``).
 - ``"ce_lovasz"``: ``weighted_ce + lovasz_weight * lovasz`` (the weights on the first term).
+- ``"ohem"``: online hard example mining: per image, the mean of the ``weighted_ce`` pixel
+  terms over only its hardest ``kept_fraction`` (0.25 by default) of labelled pixels, so the
+  easy road and sky pixels stop drowning the poles and borders still wrong
+  (``loss_terms.hardest_pixels_mean``).
 
 Plain (unweighted) Dice or Dice + CE: pass ``class_weights=[1.0] * num_classes``.
 
@@ -48,16 +52,19 @@ from pixelwise.loss_terms import (
     LabelledPixels,
     autodiff_cross_entropy_dice,
     cross_entropy_dice,
+    hardest_pixels_mean,
     image_class_weights,
     lovasz_softmax,
     mean_over_labelled,
+    pixel_cross_entropy,
     pixel_weights,
     prepare_pixels,
     soft_dice_loss,
     weighted_cross_entropy,
 )
 
-LOSS_NAMES = ("ce", "weighted_ce", "dice", "ce_dice", "focal", "lovasz", "ce_lovasz")
+LOSS_NAMES = ("ce", "weighted_ce", "dice", "ce_dice", "focal", "lovasz", "ce_lovasz",
+              "ohem")
 DEFAULT_LOSS = "ce_dice"
 # How "ce", "weighted_ce" and "ce_dice" get their gradient: autodiff (default; the bfloat16
 # demo's scores, benchmarks/RESULTS.md) or written out (equal, lighter: cross_entropy_dice).
@@ -290,6 +297,27 @@ class CrossEntropyLovasz(WeightedLoss):
         return {**super().get_config(), "lovasz_weight": self.lovasz_weight}
 
 
+@keras.saving.register_keras_serializable(package="pixelwise")
+class HardPixelCrossEntropy(WeightedLoss):
+    """Online hard example mining: per image, the class-weighted cross-entropy averaged over
+    only the ``kept_fraction`` of its labelled pixels where that term is largest."""
+
+    def __init__(self, num_classes: int, ignore_label: int = IGNORE_LABEL,
+                 class_weights: Sequence[float] | None = None, kept_fraction: float = 0.25,
+                 name: str = "hard_pixel_cross_entropy", **kwargs) -> None:
+        super().__init__(num_classes, ignore_label, class_weights, name=name, **kwargs)
+        if not 0.0 < float(kept_fraction) <= 1.0:
+            raise ValueError(f"kept_fraction must be in (0, 1], got {kept_fraction}")
+        self.kept_fraction = float(kept_fraction)
+
+    def losses_from_pixels(self, pixels: LabelledPixels) -> object:
+        pixel_losses = self.weights_of(pixels) * pixel_cross_entropy(pixels)
+        return hardest_pixels_mean(pixel_losses, pixels.valid, self.kept_fraction)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "kept_fraction": self.kept_fraction}
+
+
 _LOSS_CLASSES = {
     "ce": CrossEntropy,
     "weighted_ce": WeightedCrossEntropy,
@@ -298,6 +326,7 @@ _LOSS_CLASSES = {
     "focal": FocalLoss,
     "lovasz": LovaszSoftmax,
     "ce_lovasz": CrossEntropyLovasz,
+    "ohem": HardPixelCrossEntropy,
 }
 _LOSS_OPTIONS = {
     "ce": ("gradient",),
@@ -307,6 +336,7 @@ _LOSS_OPTIONS = {
     "focal": ("gamma", "alpha"),
     "lovasz": (),
     "ce_lovasz": ("lovasz_weight",),
+    "ohem": ("kept_fraction",),
 }
 LOSSES_WITH_GRADIENT = tuple(name for name in _LOSS_OPTIONS if "gradient" in _LOSS_OPTIONS[name])
 
@@ -316,9 +346,9 @@ def build_loss(name: str = DEFAULT_LOSS, *, num_classes: int, ignore_label: int 
     """The loss called ``name`` (one of ``LOSS_NAMES``), ready for ``model.compile``.
 
     ``class_weights``: dataset-level weights (one per class) used instead of the per-image
-    weights by "weighted_ce", "dice", "ce_dice" and "ce_lovasz". ``options``: "dice" takes
-    ``smooth``; "ce_dice" ``smooth`` and ``dice_weight``; "focal" ``gamma`` and ``alpha``;
-    "ce_lovasz" ``lovasz_weight``; "ce", "weighted_ce" and "ce_dice" ``gradient``
+    weights by "weighted_ce", "dice", "ce_dice", "ce_lovasz" and "ohem". ``options``: "dice"
+    takes ``smooth``; "ce_dice" ``smooth`` and ``dice_weight``; "focal" ``gamma`` and ``alpha``;
+    "ce_lovasz" ``lovasz_weight``; "ohem" ``kept_fraction``; "ce", "weighted_ce" and "ce_dice" ``gradient``
     ("autodiff" or "written", ``LOSS_GRADIENTS``).
 
     >>> loss = build_loss("ce_dice", num_classes=21)
