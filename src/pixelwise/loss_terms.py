@@ -2,8 +2,7 @@
 ``[B, H, W, C]`` and a batch's labelled pixels (:func:`prepare_pixels`): cross-entropy, soft
 Dice (with its gradient written out, :func:`cross_entropy_dice`), the mean over each image's
 hardest pixels (online hard example mining) and the Lovasz-softmax extension of the Jaccard
-loss. Each returns one value per image, ``[B]``. float32, written
-with ``keras.ops`` only.
+loss. Each returns one value per image, ``[B]``. float32, written with ``keras.ops`` only.
 """
 
 from __future__ import annotations
@@ -182,8 +181,7 @@ def hardest_pixels_mean(pixel_values, valid, fraction: float) -> object:
     # Ignored pixels (key -1) rank after every labelled one, so never among the kept.
     keys = ops.reshape(ops.where(valid > 0, pixel_values, -1.0), (batch, -1))
     largest_first = ops.flip(ops.sort(keys, axis=-1), axis=-1)
-    kept = ops.ceil(fraction * ops.sum(ops.reshape(valid, (batch, -1)), axis=-1,
-                                       keepdims=True))  # [B, 1]
+    kept = ops.ceil(fraction * ops.sum(valid, axis=(1, 2)))[:, None]  # [B, 1]
     ranks = ops.cast(ops.arange(ops.shape(keys)[1]), "float32")[None, :]
     in_kept = ops.cast(ops.less(ranks, kept), "float32")
     return ops.divide_no_nan(ops.sum(largest_first * in_kept, axis=-1), kept[:, 0])

@@ -348,8 +348,8 @@ def build_loss(name: str = DEFAULT_LOSS, *, num_classes: int, ignore_label: int 
     ``class_weights``: dataset-level weights (one per class) used instead of the per-image
     weights by "weighted_ce", "dice", "ce_dice", "ce_lovasz" and "ohem". ``options``: "dice"
     takes ``smooth``; "ce_dice" ``smooth`` and ``dice_weight``; "focal" ``gamma`` and ``alpha``;
-    "ce_lovasz" ``lovasz_weight``; "ohem" ``kept_fraction``; "ce", "weighted_ce" and "ce_dice" ``gradient``
-    ("autodiff" or "written", ``LOSS_GRADIENTS``).
+    "ce_lovasz" ``lovasz_weight``; "ohem" ``kept_fraction``; "ce", "weighted_ce" and
+    "ce_dice" ``gradient`` ("autodiff" or "written", ``LOSS_GRADIENTS``).
 
     >>> loss = build_loss("ce_dice", num_classes=21)
     >>> model.compile(optimizer="adam", loss=loss)  # doctest: +SKIP
