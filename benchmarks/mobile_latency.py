@@ -45,6 +45,9 @@ CANDIDATES = {
     "deeplabv3plus_large_minimalistic": dict(name="deeplabv3plus",
                                              backbone="mobilenetv3large_minimalistic",
                                              **LIGHT_DEEPLAB_HEAD),
+    "deeplabv3plus_large_minimalistic_separable": dict(
+        name="deeplabv3plus", backbone="mobilenetv3large_minimalistic", decoder_conv="separable",
+        **LIGHT_DEEPLAB_HEAD),
 }
 
 

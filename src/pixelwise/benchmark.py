@@ -81,7 +81,7 @@ class BenchmarkSettings:
         matmul_size: side of the square float32 matrices of the FLOP-rate measurement;
             0 skips it (and the fractions of the limit).
         model_options: more keyword arguments of ``build_model`` (``aspp_filters``,
-            ``aspp_rates``, ``low_level_filters``, ``decoder_filters``).
+            ``aspp_rates``, ``low_level_filters``, ``decoder_filters``, ``decoder_conv``).
         like_run: the run folder these settings copy the architecture of
             (:func:`settings_like_run`), for the command line that reproduces them.
     """

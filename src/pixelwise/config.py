@@ -111,6 +111,9 @@ class ModelConfig:
             () keeps only the 1x1 and image-pooling branches (DeepLab's mobile setting).
         low_level_filters, decoder_filters: DeepLab v3+ decoder channels (None: 48 and
             256, as in the paper); small values make a light decoder for real time.
+        decoder_conv: DeepLab v3+ decoder's two 3x3 convs, "dense" (None: as in the
+            paper's ResNet models) or "separable" (depthwise 3x3 + pointwise 1x1, as in its
+            Xception model; cheaper where the decoder dominates a light model).
         bn_momentum: momentum of every BatchNormalization layer's moving statistics.
             Keras's 0.99 suits long runs; short from-scratch runs need less (0.9), or the
             moving statistics lag behind the weights and inference-mode scores collapse.
@@ -135,6 +138,7 @@ class ModelConfig:
     aspp_rates: tuple[int, ...] | None = None
     low_level_filters: int | None = None
     decoder_filters: int | None = None
+    decoder_conv: str | None = None
     bn_momentum: float = 0.99
     init_weights: str | None = None
     init_class_map: tuple[tuple[str, str], ...] | None = None
@@ -161,10 +165,17 @@ class ModelConfig:
         if aspp_set and self.name not in ("deeplabv3", "deeplabv3plus"):
             raise ValueError("model.aspp_filters and model.aspp_rates apply to the DeepLab "
                              f"models only; leave them unset for {self.name}")
-        decoder_set = self.low_level_filters is not None or self.decoder_filters is not None
+        decoder_set = (self.low_level_filters is not None or self.decoder_filters is not None
+                       or self.decoder_conv is not None)
         if decoder_set and self.name != "deeplabv3plus":
-            raise ValueError("model.low_level_filters and model.decoder_filters apply to "
-                             f"deeplabv3plus only; leave them unset for {self.name}")
+            raise ValueError("model.low_level_filters, decoder_filters and decoder_conv apply "
+                             f"to deeplabv3plus only; leave them unset for {self.name}")
+        if self.decoder_conv is not None:
+            from pixelwise.models.deeplabv3 import DECODER_CONVS
+
+            if self.decoder_conv not in DECODER_CONVS:
+                raise ValueError(f"model.decoder_conv {self.decoder_conv!r}: choose "
+                                 f"{' or '.join(DECODER_CONVS)}")
         for name in ("low_level_filters", "decoder_filters"):
             value = getattr(self, name)
             if value is not None and int(value) < 1:
@@ -186,7 +197,7 @@ class ModelConfig:
             width_multiplier=self.width_multiplier, dropout=self.dropout)
         if self.aspp_filters is not None:
             options["aspp_filters"] = self.aspp_filters
-        for name in ("aspp_rates", "low_level_filters", "decoder_filters"):
+        for name in ("aspp_rates", "low_level_filters", "decoder_filters", "decoder_conv"):
             if getattr(self, name) is not None:
                 options[name] = getattr(self, name)
         return options

@@ -42,6 +42,7 @@ def run_config_from_options(
     aspp_rates: Sequence[int] | None = ModelConfig.aspp_rates,
     low_level_filters: int | None = ModelConfig.low_level_filters,
     decoder_filters: int | None = ModelConfig.decoder_filters,
+    decoder_conv: str | None = ModelConfig.decoder_conv,
     dropout: float = ModelConfig.dropout,
     bn_momentum: float = ModelConfig.bn_momentum,
     init_weights: str | Path | None = ModelConfig.init_weights,
@@ -115,7 +116,8 @@ def run_config_from_options(
             multi_grid=tuple(multi_grid) if multi_grid else None,
             width_multiplier=width_multiplier, dropout=dropout, aspp_filters=aspp_filters,
             aspp_rates=aspp_rates, low_level_filters=low_level_filters,
-            decoder_filters=decoder_filters, bn_momentum=bn_momentum,
+            decoder_filters=decoder_filters, decoder_conv=decoder_conv,
+            bn_momentum=bn_momentum,
             init_weights=init_weights or None, init_class_map=class_map),
         train=TrainConfig(
             recipe=recipe, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
@@ -130,7 +132,8 @@ def run_config_from_options(
 # The options of run_config_from_options that decide the architecture.
 ARCHITECTURE_OPTIONS = ("model", "backbone", "backbone_weights", "output_stride",
                         "width_multiplier", "multi_grid", "aspp_filters", "aspp_rates",
-                        "low_level_filters", "decoder_filters", "dropout", "bn_momentum")
+                        "low_level_filters", "decoder_filters", "decoder_conv", "dropout",
+                        "bn_momentum")
 
 
 def model_options(model: ModelConfig) -> dict[str, Any]:
@@ -141,7 +144,8 @@ def model_options(model: ModelConfig) -> dict[str, Any]:
                 output_stride=model.output_stride, width_multiplier=model.width_multiplier,
                 multi_grid=model.multi_grid or False, aspp_filters=model.aspp_filters,
                 aspp_rates=model.aspp_rates, low_level_filters=model.low_level_filters,
-                decoder_filters=model.decoder_filters, dropout=model.dropout,
+                decoder_filters=model.decoder_filters, decoder_conv=model.decoder_conv,
+                dropout=model.dropout,
                 bn_momentum=model.bn_momentum)
 
 

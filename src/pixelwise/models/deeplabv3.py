@@ -30,9 +30,10 @@ from pixelwise.models.backbones import (
     build_backbone,
     check_input_shape,
 )
-from pixelwise.models.layers import ResizeToMatch, conv_bn_relu
+from pixelwise.models.layers import ResizeToMatch, conv_bn_relu, separable_conv_bn_relu
 
 DEEPLAB_OUTPUT_STRIDES = (8, 16)
+DECODER_CONVS = ("dense", "separable")
 ASPP_RATES_AT_STRIDE_16 = (6, 12, 18)
 
 
@@ -155,6 +156,7 @@ def build_deeplabv3plus(
     aspp_rates: Sequence[int] | None = None,
     low_level_filters: int = 48,
     decoder_filters: int = 256,
+    decoder_conv: str = "dense",
     fused_batchnorm: bool = True,
 ) -> keras.Model:
     """DeepLab v3+: the DeepLab v3 encoder plus a decoder at 1/4 resolution.
@@ -163,9 +165,14 @@ def build_deeplabv3plus(
     MobileNetV2 ``block_2_add``) to ``low_level_filters`` channels with a 1x1 conv + BN +
     ReLU, concatenates them with the ASPP output resized to their size, and refines with
     two 3x3 convs of ``decoder_filters`` + BN + ReLU before the classifier and the final
-    resize. Other arguments as :func:`build_deeplabv3`.
+    resize. ``decoder_conv="separable"`` makes those two convs depthwise-separable
+    (:func:`~pixelwise.models.layers.separable_conv_bn_relu`, the paper's own choice): at
+    1/4 resolution they are the light head's most costly layers. Other arguments as
+    :func:`build_deeplabv3`.
     """
     _check_head_arguments(num_classes, output_stride, dropout)
+    if decoder_conv not in DECODER_CONVS:
+        raise ValueError(f"decoder_conv {decoder_conv!r}: expected one of {DECODER_CONVS}")
     encoder, aspp = _deeplab_encoder(
         "deeplabv3plus", input_shape=input_shape, backbone=backbone,
         output_stride=output_stride, backbone_weights=backbone_weights, multi_grid=multi_grid,
@@ -176,8 +183,11 @@ def build_deeplabv3plus(
     low_level = conv_bn_relu(low_level, low_level_filters, 1, name="decoder_low_level", **fused)
     upsampled = ResizeToMatch(name="decoder_upsample")([aspp, low_level])
     decoded = keras.layers.Concatenate(name="decoder_concat")([upsampled, low_level])
-    decoded = conv_bn_relu(decoded, decoder_filters, 3, name="decoder_refine1", **fused)
-    decoded = conv_bn_relu(decoded, decoder_filters, 3, name="decoder_refine2", **fused)
+    for index in (1, 2):
+        name = f"decoder_refine{index}"
+        decoded = (separable_conv_bn_relu(decoded, decoder_filters, name=name, **fused)
+                   if decoder_conv == "separable"
+                   else conv_bn_relu(decoded, decoder_filters, 3, name=name, **fused))
     logits = _classify_and_resize(decoded, encoder.input, num_classes)
     return keras.Model(encoder.input, logits, name=f"deeplabv3plus_{backbone}_os{output_stride}")
 
