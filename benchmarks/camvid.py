@@ -75,18 +75,6 @@ def stage_1_folder(out: Path) -> Path:
     return out.with_name(out.name + "-crops")
 
 
-def training_chain(run_dir: Path) -> list[Path]:
-    """``run_dir`` and the runs it started from (``--init-from``), the first one first."""
-    from pixelwise.config import RunConfig
-
-    chain = [run_dir]
-    while True:
-        start = RunConfig.load(chain[0] / "config.json").model.init_weights
-        if not start or not Path(start).is_dir():
-            return chain
-        chain.insert(0, Path(start))
-
-
 def command_line(arguments: argparse.Namespace) -> str:
     parts = ["python benchmarks/camvid.py", "--data", str(arguments.data), "--out",
              str(arguments.out), "--time-budget", arguments.time_budget, "--score-split",
@@ -308,7 +296,9 @@ def main() -> None:
     folder = RunFolder(arguments.out)
     metrics = read_metrics(arguments.out / "evaluation" / f"{split}-original" / "metrics.json")
     check = json.loads((int8_path.parent / "toy_int8_check.json").read_text())
-    chain = training_chain(arguments.out)
+    from pixelwise.provenance import run_chain, training_history
+
+    chain = run_chain(arguments.out)
     states = [RunFolder(part).read_state() or {} for part in chain]
     figures = {
         "split": split,
@@ -326,9 +316,7 @@ def main() -> None:
         "parameters": load_model(folder.best_model_path, compile=False).count_params(),
         "training_seconds": sum(training_seconds(state) for state in states),
         "epochs": " + ".join(str(state.get("epochs_done")) for state in states),
-        "stages": [str(part) for part in chain],
-        "recipe": recipe,
-        "frames_recipe": frames_recipe if len(chain) > 1 else None,
+        "history": training_history(arguments.out),  # for the card: every stage's settings
         "model": json.loads(folder.config_path.read_text())["model"],
         "load_average": os.getloadavg()[0],
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
@@ -370,10 +358,11 @@ def ship_model(run_dir: Path, int8_path: Path, figures: dict,
 
     models_dir = Path(models_dir or SHIPPED_MODELS_DIR)
 
-    model = figures["model"]
-    description = (f"{model['name']} on {model['backbone']}, trained from random weights on "
-                   f"CamVid's 367 train frames: a road-scene starting point to fine-tune to "
-                   f"your own classes")
+    model, history = figures["model"], figures["history"]
+    start = (f"from {history['starts_from']['model']} (whose card's training is kept below)"
+             if "starts_from" in history else f"from {history['stages'][0]['from']}")
+    description = (f"{model['name']} on {model['backbone']}, trained {start} on CamVid's 367 "
+                   f"train frames: a road-scene starting point to fine-tune to your own classes")
     split = figures["split"]
     val_path = run_dir / "evaluation" / "val-original" / "metrics.json"
     scores = {"split": split, "mean_iou": round(figures["keras_mean_iou"], 4),
@@ -387,11 +376,7 @@ def ship_model(run_dir: Path, int8_path: Path, figures: dict,
 
         scores["val_mean_iou"] = round(read_metrics(val_path)["mean_iou"], 4)
     training = {"data": "CamVid (SegNet tutorial release), 367 train frames, 101 val",
-                "from": "random weights", "epochs": figures["epochs"],
-                "minutes": round(figures["training_seconds"] / 60),
-                "machine": "2-core AMD EPYC CPU, bfloat16", "stages": figures["stages"],
-                "recipe": figures["recipe"], "frames_recipe": figures["frames_recipe"],
-                "command": figures["command"]}
+                "machine": "2-core AMD EPYC CPU", "command": figures["command"], **history}
     shipped = models_dir / "camvid-toy"
     with tempfile.TemporaryDirectory(dir=models_dir) as folder:
         tflite = Path(folder) / "model_int8.tflite"

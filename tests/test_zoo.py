@@ -243,14 +243,17 @@ def test_the_camvid_benchmark_ships_its_run_with_the_figures_on_the_card(tiny_tr
     int8.write_bytes(b"int8 model")
     figures = {"model": {"name": "deeplabv3plus", "backbone": "mobilenetv3large_minimalistic"},
                "split": "test", "keras_mean_iou": 0.61234, "int8_mean_iou": 0.60111,
-               "run_size": [360, 480], "int8_ms_1_thread": 18.5, "epochs": "80 + 70",
-               "training_seconds": 7800.0, "stages": [str(run_dir)], "recipe": {},
-               "frames_recipe": None, "command": "python benchmarks/camvid.py ..."}
+               "run_size": [360, 480], "int8_ms_1_thread": 18.5,
+               "history": {"stages": [{"run": str(run_dir), "from": "random weights"}],
+                           "epochs": "80 + 70", "minutes": 130},
+               "command": "python benchmarks/camvid.py ..."}
     shipped = camvid_benchmark.ship_model(run_dir, int8, figures, models_dir=tmp_path)
     assert shipped == old and not (old / "old_model.keras").exists()
     card = read_card(old)
     assert card.scores["test_mean_iou"] == 0.6123 and card.scores["int8_test_mean_iou"] == 0.6011
     assert card.scores["int8_run_size"] == "360x480" and card.training["minutes"] == 130
+    assert card.training["stages"] == [{"run": str(run_dir), "from": "random weights"}]
+    assert "trained from random weights on CamVid" in card.description
     assert (old / "model_int8.tflite").read_bytes() == b"int8 model"
     assert (old / "model.keras").is_file() and card.files["tflite"] == "model_int8.tflite"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["camvid-toy", "toy_int8.tflite"]
