@@ -66,9 +66,10 @@ def test_a_run_from_a_registered_model_keeps_that_models_card_even_once_it_repla
     assert history["starts_from"]["scores"]["mean_iou"] == 0.516
     assert history["starts_from"]["training"]["minutes"] == 121
     assert history["epochs"] == "80 + 70 + 30" and history["minutes"] == 151
-    # Shipped under the same name, its card (the default training) holds the old one's; a
-    # second history of the run, read when "road" is already this run, says the same.
-    package_run(third.root, models, "road", scores={"split": "val", "mean_iou": 0.6})
+    # Shipped under the same name, its card holds the old one's; a second history of the
+    # run, read when "road" is already this run, says the same.
+    package_run(third.root, models, "road", training=history,
+                scores={"split": "val", "mean_iou": 0.6})
     card = read_card(models / "road")
     assert card.training == history
     assert training_history(third.root) == history

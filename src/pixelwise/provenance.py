@@ -5,12 +5,14 @@
     history["starts_from"]   # the registered model the first run started from, with its card's
                              # own training and scores (absent when it started from scratch)
 
-A run that started from another run (``--init-from RUN``) is preceded by that run's stages.
-A run that started from a registered model (``--init-from camvid-toy``) or a model folder
-with a card carries that card's training under ``starts_from``: the card is read when the
-history is written, so it describes the model the run really started from even after a new
-model took over the name; a card that already lists this very run (the run was shipped
-under that name before) gives its own ``starts_from`` instead.
+Written onto a card by whoever packages the run (``package_run(..., training=...)``;
+benchmarks/camvid.py's ``--ship``). A run that started from another run (``--init-from
+RUN``) is preceded by that run's stages. A run that started from a registered model
+(``--init-from camvid-toy``) or a model folder with a card carries that card's training
+under ``starts_from``: the card is read when the history is written, so it describes the
+model the run really started from even after a new model took over the name; a card that
+already lists this very run (the run was shipped under that name before) gives its own
+``starts_from`` instead.
 """
 
 from __future__ import annotations

@@ -274,10 +274,9 @@ def package_run(run_dir: str | Path, models_dir: str | Path, name: str, *,
     """Make the best model of a run the model ``name`` in ``models_dir``: its best.keras
     (and ``tflite``, an export of it) copied into ``models_dir/name/`` and a card written
     from the run's settings. ``scores`` default to the run's best validation mean IoU;
-    ``training`` to every stage behind the run (:func:`pixelwise.provenance.training_history`:
-    settings, epochs and minutes of it and the runs or model it started from)."""
+    ``training`` to its data, recipe and epochs (:func:`pixelwise.provenance.training_history`
+    gives every stage behind it)."""
     from pixelwise.config import RunConfig
-    from pixelwise.provenance import training_history
     from pixelwise.runs import RunFolder
 
     run = RunFolder(Path(run_dir))
@@ -299,7 +298,9 @@ def package_run(run_dir: str | Path, models_dir: str | Path, name: str, *,
     card = ModelCard(
         name=name, folder=folder, files=files, spec=DatasetSpec.load(run.spec_path),
         input_size=config.data.input_size, model=config.model, description=description,
-        training=training if training is not None else training_history(run.root),
+        training=training if training is not None else {
+            "data": config.data.source, "recipe": config.train.recipe,
+            "epochs": state.get("epochs_done"), "input_size": list(config.data.input_size)},
         scores=scores)
     card.save()
     return read_card(folder)
