@@ -142,15 +142,11 @@ def train_flag(text: str) -> tuple[str, str]:
     return "--" + name.strip("-"), value
 
 
-def training_seconds(state: dict) -> float:
-    """The training seconds a run's state (``RunFolder.read_state()``, or {}) records."""
-    return float(state.get("train_seconds") or 0.0)
-
-
 def read_training_seconds(run_dir: Path) -> float:
+    """The training seconds the state of run ``run_dir`` records (0 before its first epoch)."""
     from pixelwise.runs import RunFolder
 
-    return training_seconds(RunFolder(run_dir).read_state() or {})
+    return float((RunFolder(run_dir).read_state() or {}).get("train_seconds") or 0.0)
 
 
 def train_stage(camvid: Path, run_dir: Path, recipe: dict, budget_seconds: float, *,
@@ -289,17 +285,15 @@ def main() -> None:
     except ExportCheckError as error:
         print(f"int8 export outside the check's thresholds:\n{error}")
 
+    from pixelwise.benchmark import cpu_name
     from pixelwise.evaluate import read_metrics
     from pixelwise.models import load_model
+    from pixelwise.provenance import training_history
     from pixelwise.runs import RunFolder
 
     folder = RunFolder(arguments.out)
     metrics = read_metrics(arguments.out / "evaluation" / f"{split}-original" / "metrics.json")
     check = json.loads((int8_path.parent / "toy_int8_check.json").read_text())
-    from pixelwise.provenance import run_chain, training_history
-
-    chain = run_chain(arguments.out)
-    states = [RunFolder(part).read_state() or {} for part in chain]
     figures = {
         "split": split,
         "keras_mean_iou": metrics["mean_iou"],
@@ -314,11 +308,10 @@ def main() -> None:
                               if arguments.repeats else None),
         "int8_bytes": int8_path.stat().st_size,
         "parameters": load_model(folder.best_model_path, compile=False).count_params(),
-        "training_seconds": sum(training_seconds(state) for state in states),
-        "epochs": " + ".join(str(state.get("epochs_done")) for state in states),
         "history": training_history(arguments.out),  # for the card: every stage's settings
         "model": json.loads(folder.config_path.read_text())["model"],
         "load_average": os.getloadavg()[0],
+        "machine": f"{cpu_name()}, {os.cpu_count()} CPUs",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "command": command_line(arguments),
     }
@@ -376,7 +369,7 @@ def ship_model(run_dir: Path, int8_path: Path, figures: dict,
 
         scores["val_mean_iou"] = round(read_metrics(val_path)["mean_iou"], 4)
     training = {"data": "CamVid (SegNet tutorial release), 367 train frames, 101 val",
-                "machine": "2-core AMD EPYC CPU", "command": figures["command"], **history}
+                "machine": figures["machine"], "command": figures["command"], **history}
     shipped = models_dir / "camvid-toy"
     with tempfile.TemporaryDirectory(dir=models_dir) as folder:
         tflite = Path(folder) / "model_int8.tflite"
@@ -398,12 +391,15 @@ def results_markdown(figures: dict) -> str:
     per_class = figures.get("per_class_iou") or {}
     rows = "\n".join(f"| {name} | {100 * value:.1f}% |" for name, value in per_class.items()
                      if value is not None)
-    training = figures["training_seconds"]
+    history = figures["history"]
+    first = history["stages"][0]["from"]
+    start = (history["starts_from"]["model"] if "starts_from" in history
+             else "scratch" if first == "random weights" else first)
     run_height, run_width = figures["run_size"]
     return (
         f"### CamVid toy model ({figures['model']['name']}, {figures['model']['backbone']}, "
-        f"from scratch)\n\n"
-        f"Measured {figures['date']}, load average {figures['load_average']:.2f} at the end. "
+        f"from {start})\n\n"
+        f"Measured {figures['date']} on {figures['machine']}, load average {figures['load_average']:.2f} at the end. "
         f"Command: `{figures['command']}`\n\n"
         f"| figure | value |\n|---|---|\n"
         f"| {figures['split']} mean IoU, Keras float, 360 x 480 | "
@@ -416,8 +412,8 @@ def results_markdown(figures: dict) -> str:
         f"| int8 ms per frame, 2 threads | {_ms(figures['int8_ms_2_threads'])} |\n"
         f"| int8 model size | {figures['int8_bytes'] / 1e6:.2f} MB |\n"
         f"| parameters | {figures['parameters']:,} |\n"
-        f"| epochs, training wall time | {figures['epochs']}, "
-        f"{'n/a' if training is None else f'{training / 3600:.2f} h'} |\n\n"
+        f"| epochs, training wall time (every stage) | {history['epochs']}, "
+        f"{history['minutes'] / 60:.2f} h |\n\n"
         f"Per-class {figures['split']} IoU (Keras float):\n\n| class | IoU |\n|---|---|\n{rows}\n")
 
 

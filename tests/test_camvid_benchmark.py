@@ -64,3 +64,25 @@ def test_a_sequence_train_does_not_hold_is_refused_by_name(two_sequences):
         camvid_benchmark.hold_out_sequence(two_sequences, "00")
     assert sorted(path.name for path in two_sequences.glob("*.txt")) == [
         "test.txt", "train.txt", "val.txt"]
+
+
+@pytest.mark.parametrize("history, title, epochs", [
+    ({"stages": [{"from": "random weights"}, {"from": "runs/crops"}], "epochs": "80 + 70",
+      "minutes": 121}, "from scratch)", "| 80 + 70, 2.02 h |"),
+    ({"stages": [{"from": "camvid-toy"}], "epochs": "80 + 70 + 29", "minutes": 160,
+      "starts_from": {"model": "camvid-toy"}}, "from camvid-toy)", "| 80 + 70 + 29, 2.67 h |"),
+])
+def test_the_results_section_says_where_training_started_and_counts_every_stage(
+        history, title, epochs):
+    figures = {"model": {"name": "deeplabv3plus", "backbone": "mobilenetv3large_minimalistic"},
+               "date": "2026-12-06", "machine": "Some CPU, 2 CPUs", "load_average": 0.5, "command": "python ...",
+               "split": "val", "keras_mean_iou": 0.6455, "int8_mean_iou": 0.642,
+               "int8_keras_mean_iou_on_check": 0.646, "run_size": [360, 480],
+               "int8_ms_1_thread": 17.1, "int8_ms_2_threads": None, "int8_bytes": 2_560_000,
+               "parameters": 1_653_355, "history": history,
+               "per_class_iou": {"sky": 0.922, "pole": 0.035}}
+    text = load_camvid_benchmark().results_markdown(figures)
+    assert text.splitlines()[0].endswith(title) and "2026-12-06 on Some CPU, 2 CPUs" in text
+    assert epochs in text and "| val mean IoU, Keras float, 360 x 480 | 64.5% |" in text
+    assert "| 2 threads | not timed |" in text.replace("int8 ms per frame, ", "")
+    assert "| pole | 3.5% |" in text

@@ -246,7 +246,7 @@ def test_the_camvid_benchmark_ships_its_run_with_the_figures_on_the_card(tiny_tr
                "run_size": [360, 480], "int8_ms_1_thread": 18.5,
                "history": {"stages": [{"run": str(run_dir), "from": "random weights"}],
                            "epochs": "80 + 70", "minutes": 130},
-               "command": "python benchmarks/camvid.py ..."}
+               "machine": "Some CPU, 2 CPUs", "command": "python benchmarks/camvid.py ..."}
     shipped = camvid_benchmark.ship_model(run_dir, int8, figures, models_dir=tmp_path)
     assert shipped == old and not (old / "old_model.keras").exists()
     card = read_card(old)
