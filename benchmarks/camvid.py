@@ -399,7 +399,8 @@ def results_markdown(figures: dict) -> str:
     return (
         f"### CamVid toy model ({figures['model']['name']}, {figures['model']['backbone']}, "
         f"from {start})\n\n"
-        f"Measured {figures['date']} on {figures['machine']}, load average {figures['load_average']:.2f} at the end. "
+        f"Measured {figures['date']} on {figures['machine']}, load average "
+        f"{figures['load_average']:.2f} at the end. "
         f"Command: `{figures['command']}`\n\n"
         f"| figure | value |\n|---|---|\n"
         f"| {figures['split']} mean IoU, Keras float, 360 x 480 | "

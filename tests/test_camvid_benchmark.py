@@ -75,7 +75,8 @@ def test_a_sequence_train_does_not_hold_is_refused_by_name(two_sequences):
 def test_the_results_section_says_where_training_started_and_counts_every_stage(
         history, title, epochs):
     figures = {"model": {"name": "deeplabv3plus", "backbone": "mobilenetv3large_minimalistic"},
-               "date": "2026-12-06", "machine": "Some CPU, 2 CPUs", "load_average": 0.5, "command": "python ...",
+               "date": "2026-12-06", "machine": "Some CPU, 2 CPUs", "load_average": 0.5,
+               "command": "python ...",
                "split": "val", "keras_mean_iou": 0.6455, "int8_mean_iou": 0.642,
                "int8_keras_mean_iou_on_check": 0.646, "run_size": [360, 480],
                "int8_ms_1_thread": 17.1, "int8_ms_2_threads": None, "int8_bytes": 2_560_000,

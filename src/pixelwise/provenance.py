@@ -69,7 +69,6 @@ def _starting_card(reference: str, chain: list[Path]) -> dict[str, Any] | None:
 
     if source.name is None and not (source.path.parent / CARD_FILENAME).is_file():
         return None
-
     card = read_card(source.path.parent)
     runs = {str(path) for path in chain} | {str(path.resolve()) for path in chain}
     if any(stage.get("run") in runs for stage in card.training.get("stages", [])

@@ -52,7 +52,8 @@ from pixelwise.run_options import NO_MIXED_PRECISION
               help="DeepLab v3+ decoder: channels of the 1/4-resolution features (default 48).")
 @click.option("--decoder-filters", default=None, type=click.IntRange(min=1),
               help="DeepLab v3+ decoder: channels of its two 3x3 convs (default 256).")
-@click.option("--decoder-conv", default=None, type=library_choice("pixelwise.models.deeplabv3", "DECODER_CONVS"),
+@click.option("--decoder-conv", default=None,
+              type=library_choice("pixelwise.models.deeplabv3", "DECODER_CONVS"),
               help="DeepLab v3+ decoder: its two 3x3 convs dense (default) or depthwise-"
                    "separable (cheaper on a light model).")
 @click.option("--dropout", default=ModelConfig.dropout, show_default=True,
