@@ -285,7 +285,7 @@ def main() -> None:
     except ExportCheckError as error:
         print(f"int8 export outside the check's thresholds:\n{error}")
 
-    from pixelwise.benchmark import cpu_name
+    from pixelwise.benchmark import machine_description
     from pixelwise.evaluate import read_metrics
     from pixelwise.models import load_model
     from pixelwise.provenance import training_history
@@ -311,7 +311,7 @@ def main() -> None:
         "history": training_history(arguments.out),  # for the card: every stage's settings
         "model": json.loads(folder.config_path.read_text())["model"],
         "load_average": os.getloadavg()[0],
-        "machine": f"{cpu_name()}, {os.cpu_count()} CPUs",
+        "machine": machine_description(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "command": command_line(arguments),
     }

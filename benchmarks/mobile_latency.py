@@ -105,13 +105,13 @@ def latency_in_fresh_process(model_path: str, threads: int, repeats: int) -> flo
 
 def markdown(arguments, models: dict[str, dict], rounds: list[dict[str, float]],
              load: float) -> str:
-    from pixelwise.benchmark import cpu_name
+    from pixelwise.benchmark import machine_description
 
     reference = next(iter(arguments.reference), None)
     reference = reference.split("=", 1)[0] if reference else None
     lines = [f"### Road-model candidates: int8 latency at {arguments.size}, "
              f"{arguments.threads} thread(s)", "",
-             f"{cpu_name()}, {os.cpu_count()} CPUs. "
+             f"{machine_description()}. "
              f"{len(rounds)} round(s), each model in a fresh process per round, order "
              f"rotating; median of {arguments.repeats} predictions per process; load average "
              f"{load:.2f} at the start. Random weights, {NUM_CLASSES} classes. Command: "

@@ -134,3 +134,12 @@ def test_benchmark_like_a_run_builds_that_runs_architecture(tmp_path):
     assert mixed.exit_code != 0 and "leave out name" in mixed.output
     missing = CliRunner().invoke(cli, ["benchmark", "--like-run", str(tmp_path / "nothing")])
     assert missing.exit_code == 1 and "config.json: missing" in missing.output
+
+
+def test_machine_description_names_the_cpu_and_its_count():
+    import os
+
+    from pixelwise.benchmark import cpu_name, machine_description
+
+    assert machine_description() == f"{cpu_name()}, {os.cpu_count()} CPUs"
+    assert cpu_name()

@@ -209,6 +209,11 @@ def cpu_name() -> str:
     return match.group(1).strip() if match else platform.machine()
 
 
+def machine_description() -> str:
+    """``"<CPU model name>, <N> CPUs"``: the machine a results section was measured on."""
+    return f"{cpu_name()}, {os.cpu_count()} CPUs"
+
+
 def median_seconds(call: Callable[[], Any], *, repeats: int, warmup: int) -> float:
     """Median wall time of ``call()`` over ``repeats`` runs after ``warmup`` untimed ones.
     ``call`` must block until its result is computed (return NumPy values)."""
@@ -405,7 +410,7 @@ def run_benchmark(settings: BenchmarkSettings,
 __all__ = ["PRECISIONS", "RESULTS_MARKER", "BenchmarkResult", "BenchmarkSettings",
            "build_benchmark_model", "command_line", "cpu_name", "default_section_name",
            "dtype_policy", "export_tflite_for_timing", "fractions_of_limit",
-           "inference_function", "median_seconds", "parse_thread_counts",
+           "inference_function", "machine_description", "median_seconds", "parse_thread_counts",
            "peak_rss_megabytes", "reachable_flop_rate", "result_markdown", "run_benchmark",
            "time_inference", "time_tflite", "time_training", "update_results_section",
            "write_json"]
